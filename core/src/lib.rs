@@ -1,0 +1,35 @@
+//! # timed-core
+//!
+//! The sans-IO protocol core of the `timed` node. See [`PeerMachine`] for the contract and
+//! the driving loop.
+//!
+//! This crate is `#![no_std]` + `alloc`: no sockets, no clock, no threads, no OS randomness.
+//! A machine's output is a pure function of its [`Config`] (including the RNG seed) and the
+//! sequence of calls made on it, each carrying `now`. That is what lets the simulator replay
+//! a whole network from a seed and the fuzzer drive it directly.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+extern crate alloc;
+
+pub mod chain;
+pub mod config;
+pub mod id;
+pub mod machine;
+pub mod rng;
+pub mod store;
+pub mod testing;
+pub mod time;
+pub mod wire;
+
+pub use chain::{Block, BlockHash, Header, Network, Tx, TxId};
+pub use config::{Config, ConfigError};
+pub use id::{ConnId, NodeId, QueryId};
+pub use machine::{
+    Action, CloseKind, Counters, Direction, DownReason, Input, Misbehaviour, NodeEvent, PeerMachine, PeerStatus,
+    QueryError, Refused, Status, TxError,
+};
+pub use store::{AddrEntry, MemStore, Store};
+pub use time::{Duration, Instant};
+pub use wire::{GoodbyeReason, PeerAddr, RequestBody, ResponseBody};

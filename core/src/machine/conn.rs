@@ -1,0 +1,159 @@
+//! Per-connection state: framing, the two-priority send queue, liveness bookkeeping and the
+//! requests in flight on it.
+
+use crate::chain::BlockHash;
+use crate::id::{ConnId, NodeId};
+use crate::machine::io::Direction;
+use crate::machine::query::OutReq;
+use crate::time::{Duration, Instant};
+use crate::wire::FrameDecoder;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+/// Pings remembered per connection for RTT; an older outstanding ping's pong is ignored.
+pub(crate) const PING_SLOTS: usize = 4;
+/// Timed-out request ids remembered per connection, so a late response is dropped quietly
+/// instead of being treated as unsolicited.
+pub(crate) const EXPIRED_SLOTS: usize = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ConnState {
+    /// `Action::Dial` emitted; waiting for `Connected`.
+    Dialing,
+    /// Transport up, our `Hello` sent; waiting for theirs.
+    Handshaking,
+    /// Handshake done, but this node already has a connection: waiting for the probe of
+    /// `old` to decide which one stays.
+    Candidate { old: ConnId },
+    /// The peer's one connection.
+    Established,
+}
+
+/// What the peer told us in its `Hello`.
+#[derive(Clone, Debug)]
+pub(crate) struct Remote {
+    pub node_id: NodeId,
+    pub boot: u64,
+    pub listen_port: Option<u16>,
+    pub best_height: u64,
+    pub best_hash: BlockHash,
+    pub user_agent: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub dir: Direction,
+    pub addr: SocketAddr,
+    pub state: ConnState,
+    pub decoder: Option<FrameDecoder>,
+    pub remote: Option<Remote>,
+
+    // Send side. `control` always drains before `bulk`.
+    pub control: VecDeque<Vec<u8>>,
+    pub bulk: VecDeque<Frame>,
+    /// Bytes in `control` + `bulk`.
+    pub queued: usize,
+    /// Bytes handed to the transport and not yet reported written.
+    pub in_transport: usize,
+    /// Responses still in `bulk`: the peer's requests we have not answered on the wire yet.
+    pub responses_queued: usize,
+    pub read_paused: bool,
+
+    // Liveness.
+    pub established_at: Instant,
+    pub last_recv: Instant,
+    pub pings: [(u64, Instant); PING_SLOTS],
+    pub ping_slot: usize,
+    pub pings_sent: u64,
+    pub pongs_received: u64,
+    pub rtt: Option<Duration>,
+    /// A probe ping (nonce) sent because `ConnId`, a newer connection, claims this node.
+    pub probe: Option<(u64, ConnId)>,
+
+    // Requests we sent on this connection.
+    pub next_req_id: u64,
+    pub out_reqs: BTreeMap<u64, OutReq>,
+    pub expired: [u64; EXPIRED_SLOTS],
+    pub expired_slot: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub bytes: Vec<u8>,
+    pub is_response: bool,
+}
+
+impl Conn {
+    pub fn new(dir: Direction, addr: SocketAddr, state: ConnState, now: Instant, max_frame: u32) -> Self {
+        Conn {
+            dir,
+            addr,
+            state,
+            decoder: Some(FrameDecoder::new(max_frame)),
+            remote: None,
+            control: VecDeque::new(),
+            bulk: VecDeque::new(),
+            queued: 0,
+            in_transport: 0,
+            responses_queued: 0,
+            read_paused: false,
+            established_at: now,
+            last_recv: now,
+            // Nonce 0 is never sent (see `next_nonce`), so empty slots never match a pong.
+            pings: [(0, Instant::ZERO); PING_SLOTS],
+            ping_slot: 0,
+            pings_sent: 0,
+            pongs_received: 0,
+            rtt: None,
+            probe: None,
+            next_req_id: 1,
+            out_reqs: BTreeMap::new(),
+            expired: [0; EXPIRED_SLOTS],
+            expired_slot: 0,
+        }
+    }
+
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.remote.as_ref().map(|r| r.node_id)
+    }
+
+    /// The address the peer accepts connections on: the IP we see it at, the port it advertises.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        match self.dir {
+            Direction::Outbound => Some(self.addr),
+            Direction::Inbound => {
+                let port = self.remote.as_ref()?.listen_port?;
+                Some(SocketAddr::new(self.addr.ip(), port))
+            }
+        }
+    }
+
+    pub fn record_ping(&mut self, nonce: u64, now: Instant) {
+        self.pings[self.ping_slot] = (nonce, now);
+        self.ping_slot = (self.ping_slot + 1) % PING_SLOTS;
+        self.pings_sent += 1;
+    }
+
+    /// The send time of the ping with this nonce, consuming it.
+    pub fn take_ping(&mut self, nonce: u64) -> Option<Instant> {
+        let slot = self.pings.iter_mut().find(|(n, _)| *n == nonce && nonce != 0)?;
+        let sent = slot.1;
+        *slot = (0, Instant::ZERO);
+        Some(sent)
+    }
+
+    pub fn remember_expired(&mut self, id: u64) {
+        self.expired[self.expired_slot] = id;
+        self.expired_slot = (self.expired_slot + 1) % EXPIRED_SLOTS;
+    }
+
+    pub fn was_expired(&self, id: u64) -> bool {
+        id != 0 && self.expired.contains(&id)
+    }
+
+    pub fn unsent_bytes(&self) -> usize {
+        self.queued + self.in_transport
+    }
+}

@@ -1,0 +1,158 @@
+//! Bytes in → frames → messages → handlers. Everything here treats the remote as hostile:
+//! any malformed or out-of-place input ends in `misbehave`, never in a panic or an `Err`.
+
+use super::conn::ConnState;
+use super::io::{Action, DownReason, Misbehaviour, NodeEvent};
+use super::query::Origin;
+use super::status::Counters;
+use super::PeerMachine;
+use crate::id::ConnId;
+use crate::store::Store;
+use crate::time::Instant;
+use crate::wire::{Decoded, FrameError, GoodbyeReason, Message, RefuseReason, ResponseBody};
+use alloc::format;
+use alloc::string::String;
+
+impl<S: Store> PeerMachine<S> {
+    pub(crate) fn on_bytes(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.state == ConnState::Dialing {
+            return;
+        }
+        self.counters.bytes_in += data.len() as u64;
+        c.last_recv = now;
+        let Some(mut decoder) = c.decoder.take() else { return };
+        decoder.push(data);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(payload)) => {
+                    self.counters.frames_in += 1;
+                    self.on_payload(now, conn, payload);
+                    if !self.conns.contains_key(&conn) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(FrameError::TooLarge { declared, max }) => {
+                    let detail = format!("frame of {declared} bytes exceeds the {max}-byte limit");
+                    return self.misbehave(now, conn, Misbehaviour::Protocol, &detail);
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.decoder = Some(decoder);
+        }
+    }
+
+    fn on_payload(&mut self, now: Instant, conn: ConnId, payload: &[u8]) {
+        match Message::decode(payload) {
+            Err(e) => self.misbehave(now, conn, Misbehaviour::Protocol, &format!("{e}")),
+            Ok(Decoded::UnknownKind(_)) => self.counters.unknown_kinds += 1,
+            Ok(Decoded::UnknownRequest { id, .. }) => {
+                if self.is_identified(conn) {
+                    self.counters.unknown_kinds += 1;
+                    self.respond(conn, id, ResponseBody::Refused(RefuseReason::Unsupported));
+                } else {
+                    self.misbehave(now, conn, Misbehaviour::Protocol, "request before Hello");
+                }
+            }
+            Ok(Decoded::Known(msg)) => self.on_message(now, conn, msg),
+        }
+    }
+
+    fn is_identified(&self, conn: ConnId) -> bool {
+        matches!(self.conns.get(&conn).map(|c| c.state), Some(ConnState::Established | ConnState::Candidate { .. }))
+    }
+
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        let Some(state) = self.conns.get(&conn).map(|c| c.state) else { return };
+        if let Message::Goodbye(g) = msg {
+            self.actions.push_back(Action::Close { conn });
+            return self.drop_conn(now, conn, DownReason::GoodbyeReceived(g.reason), true);
+        }
+        if state == ConnState::Handshaking {
+            return match msg {
+                Message::Hello(h) => self.on_hello(now, conn, h),
+                other => {
+                    let detail = format!("{} before Hello", other.kind().as_str());
+                    self.misbehave(now, conn, Misbehaviour::Protocol, &detail)
+                }
+            };
+        }
+        let established = state == ConnState::Established;
+        match msg {
+            Message::Hello(_) => self.misbehave(now, conn, Misbehaviour::Protocol, "second Hello"),
+            Message::Goodbye(_) => {}
+            Message::Ping { nonce } => self.send_msg(conn, &Message::Pong { nonce }),
+            Message::Pong { nonce } => {
+                if self.probe_answered(now, conn, nonce) {
+                    return;
+                }
+                let Some(c) = self.conns.get_mut(&conn) else { return };
+                if let Some(sent) = c.take_ping(nonce) {
+                    let rtt = now - sent;
+                    c.rtt = Some(rtt);
+                    c.pongs_received += 1;
+                    self.counters.pongs_received += 1;
+                    self.counters.record_rtt(rtt);
+                }
+            }
+            Message::Request { id, body } => {
+                let over = self.conns.get(&conn).is_some_and(|c| c.responses_queued >= self.cfg.max_requests_in_flight);
+                if over {
+                    return self.misbehave(now, conn, Misbehaviour::RequestFlood, "more requests in flight than allowed");
+                }
+                let response = self.serve_request(now, conn, body);
+                self.respond(conn, id, response);
+            }
+            Message::Response { id, body } => {
+                let Some(c) = self.conns.get_mut(&conn) else { return };
+                match c.out_reqs.remove(&id) {
+                    Some(req) => {
+                        self.timers.cancel(super::timer::Timer::Request(conn, id));
+                        match req.origin {
+                            Origin::App(q) => {
+                                let result = match body {
+                                    ResponseBody::Refused(r) => Err(super::io::QueryError::Refused(r)),
+                                    other => Ok(other),
+                                };
+                                self.finish_query(q, result);
+                            }
+                            Origin::Chain(r) => self.chain_response(now, conn, r, req.body, body),
+                        }
+                    }
+                    None if c.was_expired(id) => {}
+                    None => {
+                        self.misbehave(now, conn, Misbehaviour::UnsolicitedResponse, &format!("response to unknown request id {id}"))
+                    }
+                }
+            }
+            Message::BlockAnnounce(block) if established => self.on_block_announce(now, conn, block),
+            Message::TxBroadcast(tx) if established => self.on_tx_broadcast(now, conn, tx),
+            // Gossip on a connection still contesting a duplicate is dropped: the peer's live
+            // connection carries the same gossip.
+            Message::BlockAnnounce(_) | Message::TxBroadcast(_) => {}
+        }
+    }
+
+    pub(crate) fn respond(&mut self, conn: ConnId, id: u64, body: ResponseBody) {
+        self.send_msg(conn, &Message::Response { id, body });
+    }
+
+    /// Disconnects and bans a peer that broke the protocol.
+    pub(crate) fn misbehave(&mut self, now: Instant, conn: ConnId, what: Misbehaviour, detail: &str) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let (node, addr) = (c.node_id(), c.addr);
+        if what == Misbehaviour::Protocol {
+            self.counters.protocol_errors += 1;
+        }
+        Counters::bump(&mut self.counters.misbehaviour, what.as_str());
+        self.bans.ban(node, addr.ip(), now + self.cfg.ban_duration);
+        self.actions.push_back(Action::Notify(NodeEvent::Misbehaved { peer: node, addr, what, detail: String::from(detail) }));
+        let reason = match what {
+            Misbehaviour::InvalidBlock => GoodbyeReason::InvalidBlock,
+            _ => GoodbyeReason::ProtocolError,
+        };
+        self.close_with_goodbye(now, conn, reason, detail);
+    }
+}

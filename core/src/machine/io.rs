@@ -1,0 +1,246 @@
+//! What goes into the machine ([`Input`]) and what comes out ([`Action`], [`NodeEvent`]).
+
+use crate::chain::{BlockHash, TxId};
+use crate::id::{ConnId, NodeId, QueryId};
+use crate::wire::{GoodbyeReason, RefuseReason, ResponseBody};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::SocketAddr;
+
+/// An event from the transport about one connection.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// The TCP connect for a [`Action::Dial`] succeeded.
+    Connected { conn: ConnId },
+    /// The TCP connect for a [`Action::Dial`] failed (refused, unreachable, timed out).
+    DialFailed { conn: ConnId },
+    /// Bytes read from the socket, in order. Any chunking is fine.
+    BytesIn { conn: ConnId, data: &'a [u8] },
+    /// The transport finished writing `bytes` bytes of earlier [`Action::Send`]s on `conn`.
+    /// The machine keeps at most `Config::transport_window` bytes outstanding.
+    Written { conn: ConnId, bytes: usize },
+    /// The connection ended without the machine asking.
+    Closed { conn: ConnId, kind: CloseKind },
+}
+
+/// How a connection ended on the transport side.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum CloseKind {
+    /// Orderly close (FIN / EOF).
+    Fin,
+    /// Reset by the peer or the network.
+    Reset,
+    /// A local I/O error.
+    Error,
+}
+
+impl CloseKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CloseKind::Fin => "closed",
+            CloseKind::Reset => "reset",
+            CloseKind::Error => "io_error",
+        }
+    }
+}
+
+/// Which side opened a connection.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// Something the driver must do.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Action {
+    /// Write `data` to `conn`, after everything sent before on it. Report progress with
+    /// [`Input::Written`].
+    Send { conn: ConnId, data: Vec<u8> },
+    /// Flush what was sent on `conn`, then close it. The machine has forgotten `conn`; later
+    /// inputs for it are ignored.
+    Close { conn: ConnId },
+    /// Open a TCP connection to `addr` and report [`Input::Connected`] or
+    /// [`Input::DialFailed`] for `conn`.
+    Dial { conn: ConnId, addr: SocketAddr },
+    /// Stop reading from `conn` until [`Action::ResumeRead`]: its peer is sending requests
+    /// faster than it reads our answers.
+    PauseRead { conn: ConnId },
+    ResumeRead { conn: ConnId },
+    /// Something the application may want to know.
+    Notify(NodeEvent),
+}
+
+/// Why a peer's connection ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DownReason {
+    /// We closed it, telling the peer why.
+    GoodbyeSent(GoodbyeReason),
+    /// The peer closed it, telling us why.
+    GoodbyeReceived(GoodbyeReason),
+    /// The transport closed it without a goodbye.
+    Closed(CloseKind),
+    /// A new connection from the same node took over (the peer restarted).
+    Replaced,
+}
+
+impl fmt::Display for DownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DownReason::GoodbyeSent(r) => write!(f, "we said goodbye: {r}"),
+            DownReason::GoodbyeReceived(r) => write!(f, "peer said goodbye: {r}"),
+            DownReason::Closed(k) => write!(f, "connection {}", k.as_str()),
+            DownReason::Replaced => f.write_str("replaced by a newer connection"),
+        }
+    }
+}
+
+/// How a query ended, when it did not end with a response.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum QueryError {
+    /// No response within `Config::query_timeout`.
+    Timeout,
+    /// The connection to the peer ended before the response.
+    PeerGone,
+    /// The peer refused to serve it.
+    Refused(RefuseReason),
+    /// We are not connected to that node.
+    UnknownPeer,
+    /// `Config::max_requests_in_flight` requests to that peer are already waiting.
+    TooManyInFlight,
+    /// The machine is shutting down or stopped.
+    ShuttingDown,
+}
+
+impl QueryError {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            QueryError::Timeout => "timeout",
+            QueryError::PeerGone => "peer_gone",
+            QueryError::Refused(_) => "refused",
+            QueryError::UnknownPeer => "unknown_peer",
+            QueryError::TooManyInFlight => "over_cap",
+            QueryError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::Timeout => f.write_str("no response within the query timeout"),
+            QueryError::PeerGone => f.write_str("the peer disconnected before answering"),
+            QueryError::Refused(r) => write!(f, "the peer refused the request (code {})", r.code()),
+            QueryError::UnknownPeer => f.write_str("not connected to that peer"),
+            QueryError::TooManyInFlight => f.write_str("too many requests already in flight to that peer"),
+            QueryError::ShuttingDown => f.write_str("the node is shutting down"),
+        }
+    }
+}
+
+/// Why an inbound connection was refused at accept time. The driver just drops the socket.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Refused {
+    TooManyConnections,
+    TooManyFromIp,
+    Banned,
+    ShuttingDown,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refused::TooManyConnections => "connection limit reached",
+            Refused::TooManyFromIp => "per-IP inbound limit reached",
+            Refused::Banned => "address is banned",
+            Refused::ShuttingDown => "shutting down",
+        })
+    }
+}
+
+/// Why a local transaction was not accepted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TxError {
+    TooLarge,
+    Duplicate,
+    MempoolFull,
+    ShuttingDown,
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TxError::TooLarge => "transaction exceeds the size limit",
+            TxError::Duplicate => "transaction already known",
+            TxError::MempoolFull => "mempool is full",
+            TxError::ShuttingDown => "the node is shutting down",
+        })
+    }
+}
+
+/// Misbehaviour that disconnects and bans a peer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Misbehaviour {
+    /// Undecodable frame, oversized frame, message before `Hello`, second `Hello`, …
+    Protocol,
+    /// A response to a request id we never sent.
+    UnsolicitedResponse,
+    /// More requests in flight than allowed.
+    RequestFlood,
+    /// A block failing structural validation.
+    InvalidBlock,
+    /// A transaction over the size limit.
+    InvalidTx,
+    /// A response that does not match what was asked.
+    BadResponse,
+}
+
+impl Misbehaviour {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Misbehaviour::Protocol => "protocol",
+            Misbehaviour::UnsolicitedResponse => "unsolicited_response",
+            Misbehaviour::RequestFlood => "request_flood",
+            Misbehaviour::InvalidBlock => "invalid_block",
+            Misbehaviour::InvalidTx => "invalid_tx",
+            Misbehaviour::BadResponse => "bad_response",
+        }
+    }
+}
+
+/// What happened, for the application, the API and the simulator.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum NodeEvent {
+    /// A handshake completed and this node is now a peer.
+    PeerUp { peer: NodeId, conn: ConnId, direction: Direction, addr: SocketAddr },
+    /// A peer's connection moved to another connection without the peer ever going down
+    /// (simultaneous open resolved, or a duplicate goodbye adopted the other connection).
+    PeerMoved { peer: NodeId, from: ConnId, to: ConnId },
+    /// A peer is gone.
+    PeerDown { peer: NodeId, conn: ConnId, reason: DownReason },
+    /// A connection was closed before (or instead of) becoming a peer: failed handshake,
+    /// duplicate refused, dial failed.
+    ConnFailed { conn: ConnId, addr: SocketAddr, reason: DownReason },
+    /// An application query ended. Exactly one per [`QueryId`].
+    QueryDone { id: QueryId, result: Result<ResponseBody, QueryError> },
+    /// Blocks `from..=to` were applied; `to` is the new tip.
+    BlocksApplied { from: u64, to: u64, tip: BlockHash },
+    /// The chain switched branch: blocks above `fork` were replaced, the new tip is `to`.
+    Reorg { fork: u64, old_tip: u64, to: u64 },
+    /// A transaction entered the mempool.
+    TxAccepted { id: TxId },
+    /// A peer misbehaved and was disconnected and banned.
+    Misbehaved { peer: Option<NodeId>, addr: SocketAddr, what: Misbehaviour, detail: String },
+    /// The store failed; the machine has stopped. Restart after fixing the cause.
+    Fatal { error: String },
+}

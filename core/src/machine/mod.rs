@@ -1,0 +1,652 @@
+//! The [`PeerMachine`]: one per node, owning all of its connections, its chain view and its
+//! address book.
+
+mod ban;
+mod conn;
+mod dedup;
+mod dial;
+mod dispatch;
+mod handshake;
+mod io;
+mod query;
+mod status;
+mod sync;
+mod timer;
+
+pub use io::{
+    Action, CloseKind, Direction, DownReason, Input, Misbehaviour, NodeEvent, QueryError, Refused, TxError,
+};
+pub use status::{Counters, PeerStatus, Status, RTT_BUCKETS_MS};
+
+use crate::chain::BlockHash;
+use crate::config::{Config, ConfigError};
+use crate::id::{ConnId, NodeId, QueryId};
+use crate::rng::Rng;
+use crate::store::Store;
+use crate::time::Instant;
+use crate::wire::{Goodbye, GoodbyeReason, Message, RequestBody};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use ban::Bans;
+use conn::{Conn, ConnState, Frame};
+use core::net::{IpAddr, SocketAddr};
+use dial::Target;
+use sync::ChainState;
+use timer::{Timer, TimerTable};
+
+/// The protocol state machine of one node.
+///
+/// # Contract
+///
+/// The machine never performs I/O and never reads a clock. The driver (a runtime adapter, the
+/// simulator, a test) owns sockets and time and does exactly this:
+///
+/// 1. **Create** it with [`PeerMachine::new`], then drain [`poll_action`](Self::poll_action):
+///    it dials its persistent peers at once.
+/// 2. **Feed it** every transport event, tagged with the [`ConnId`] the machine assigned:
+///    [`accept`](Self::accept) for a new inbound socket (drop the socket if refused), and
+///    [`handle`] with [`Input::Connected`], [`Input::DialFailed`], [`Input::BytesIn`],
+///    [`Input::Written`] and [`Input::Closed`]. Application calls ([`query`](Self::query),
+///    [`dial`](Self::dial), [`submit_tx`](Self::submit_tx), [`shutdown`](Self::shutdown)) are
+///    events too.
+/// 3. **Wake it** with [`handle_timeout`](Self::handle_timeout) once `now` reaches
+///    [`poll_timeout`](Self::poll_timeout). There is no "set timer" action: ask again after
+///    every call.
+/// 4. **Drain** [`poll_action`](Self::poll_action) after every call, and carry out each
+///    [`Action`] in order: `Send` bytes on that connection and report [`Input::Written`] as they
+///    leave; `Close` after flushing; `Dial` and report the outcome; honour `PauseRead` /
+///    `ResumeRead`; deliver `Notify` to the application.
+///
+/// Every call takes `now`; it must never go backwards.
+///
+/// # Promises
+///
+/// - **Keyed by connection.** A reply (pong, response) leaves on the connection its request
+///   arrived on. Nothing is ever looked up by IP.
+/// - **One connection per peer**, by one rule (see `dedup.rs`): a simultaneous open keeps the
+///   connection initiated by the smaller [`NodeId`] on both ends; any other duplicate probes
+///   the existing connection and replaces it only if the probe shows it dead.
+/// - **Every query ends exactly once**, with one [`NodeEvent::QueryDone`].
+/// - **Remote input never panics and never surfaces as an error.** A misbehaving peer gets a
+///   `Goodbye` with a reason, is closed and is banned.
+/// - **Bounded**: frames, buffers, send queues, requests in flight, connections, address
+///   book, mempool and reorg depth all have limits from [`Config`].
+/// - **Deterministic**: the same config, seed and calls produce the same actions.
+///
+/// # Driving loop
+///
+/// ```
+/// use timed_core::{Action, Config, Input, MemStore, Network, NodeId, PeerMachine, Instant, Duration};
+/// use timed_core::testing::Switchboard;
+///
+/// // Two machines; node 2 knows node 1's address. `Switchboard` stands in for TCP here.
+/// let addr1 = "127.0.0.1:7000".parse().unwrap();
+/// let mut c1 = Config::new(Network::Devnet, NodeId([1; 32]), 1);
+/// c1.listen_port = Some(7000);
+/// let mut c2 = Config::new(Network::Devnet, NodeId([2; 32]), 2);
+/// c2.persistent_peers.push(addr1);
+/// let now = Instant::ZERO;
+/// let mut net = Switchboard::new();
+/// let n1 = net.add(PeerMachine::new(c1, MemStore::new(Network::Devnet), now).unwrap(), addr1);
+/// let n2 = net.add(PeerMachine::new(c2, MemStore::new(Network::Devnet), now).unwrap(), "127.0.0.2:7000".parse().unwrap());
+///
+/// // The loop every driver runs: carry out actions, feed back events, wake at deadlines.
+/// let mut now = now;
+/// let until = now + Duration::from_secs(300);
+/// loop {
+///     for node in [n1, n2] {
+///         while let Some(action) = net.machine(node).poll_action() {
+///             match action {
+///                 Action::Send { conn, data } => net.send(node, conn, data),
+///                 Action::Close { conn } => net.close(node, conn),
+///                 Action::Dial { conn, addr } => net.dial(node, conn, addr),
+///                 Action::PauseRead { .. } | Action::ResumeRead { .. } => {}
+///                 Action::Notify(event) => println!("node {node}: {event:?}"),
+///             }
+///         }
+///     }
+///     if net.deliver(now) { continue; } // moved bytes or transport events into machines
+///     match net.next_deadline() {
+///         Some(t) if t <= until => { now = t; net.wake(now); }
+///         _ => break,
+///     }
+/// }
+/// assert_eq!(net.machine(n1).status().peers.len(), 1);
+/// assert_eq!(net.machine(n2).status().peers[0].node_id, NodeId([1; 32]));
+/// ```
+///
+/// [`handle`]: Self::handle
+#[derive(Debug)]
+pub struct PeerMachine<S: Store> {
+    cfg: Config,
+    store: S,
+    rng: Rng,
+    boot: u64,
+    genesis: BlockHash,
+    next_conn: u64,
+    next_query: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    /// Established peers and the one connection each.
+    peers: BTreeMap<NodeId, ConnId>,
+    /// Peers whose connection was closed as a duplicate while another, not yet identified,
+    /// connection may be theirs. See `dedup.rs`.
+    limbo: BTreeMap<NodeId, dedup::Limbo>,
+    /// Nodes that have been peers before, to count reconnects (bounded).
+    seen_peers: BTreeSet<NodeId>,
+    inbound_per_ip: BTreeMap<IpAddr, usize>,
+    targets: BTreeMap<SocketAddr, Target>,
+    /// Addresses that turned out to be ourselves: never dialed again.
+    never_dial: BTreeSet<SocketAddr>,
+    bans: Bans,
+    timers: TimerTable,
+    actions: VecDeque<Action>,
+    counters: Counters,
+    chain: ChainState,
+    stopped: bool,
+    /// The `now` of the call being handled, for the few helpers that need time but are
+    /// reached from deep inside other helpers (send-queue overflow).
+    now: Instant,
+}
+
+/// Bound on `seen_peers`; past it, reconnect counting forgets the oldest-keyed entries.
+const SEEN_PEERS_MAX: usize = 4096;
+
+impl<S: Store> PeerMachine<S> {
+    /// Creates the machine and queues dials to the persistent peers.
+    pub fn new(config: Config, store: S, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut rng = Rng::new(config.seed);
+        let boot = rng.next_u64();
+        let genesis = config.network.genesis_hash();
+        let mut m = PeerMachine {
+            bans: Bans::default(),
+            chain: ChainState::default(),
+            cfg: config,
+            store,
+            rng,
+            boot,
+            genesis,
+            next_conn: 1,
+            next_query: 1,
+            conns: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            limbo: BTreeMap::new(),
+            seen_peers: BTreeSet::new(),
+            inbound_per_ip: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            never_dial: BTreeSet::new(),
+            timers: TimerTable::default(),
+            actions: VecDeque::new(),
+            counters: Counters::default(),
+            stopped: false,
+            now,
+        };
+        for addr in m.cfg.persistent_peers.clone() {
+            m.add_target(now, addr, true);
+        }
+        m.chain_start(now);
+        Ok(m)
+    }
+
+    // ---- transport → machine -------------------------------------------------------------
+
+    /// A new inbound connection from `remote`. On `Err`, drop the socket.
+    pub fn accept(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnId, Refused> {
+        self.now = now;
+        if self.stopped {
+            return Err(Refused::ShuttingDown);
+        }
+        if self.bans.ip_banned(now, remote.ip()) {
+            return Err(Refused::Banned);
+        }
+        if self.conns.len() >= self.cfg.max_connections {
+            return Err(Refused::TooManyConnections);
+        }
+        let per_ip = self.inbound_per_ip.get(&remote.ip()).copied().unwrap_or(0);
+        if per_ip >= self.cfg.max_inbound_per_ip {
+            return Err(Refused::TooManyFromIp);
+        }
+        *self.inbound_per_ip.entry(remote.ip()).or_insert(0) += 1;
+        let id = self.new_conn(now, Direction::Inbound, remote, ConnState::Handshaking);
+        self.counters.conns_inbound += 1;
+        self.send_hello(id);
+        Ok(id)
+    }
+
+    /// A transport event for a connection. Events for connections the machine already closed
+    /// are ignored: they race with `Action::Close` in every real transport.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) {
+        self.now = now;
+        match input {
+            Input::Connected { conn } => self.on_connected(now, conn),
+            Input::DialFailed { conn } => {
+                if matches!(self.conns.get(&conn).map(|c| c.state), Some(ConnState::Dialing)) {
+                    self.counters.dial_failures += 1;
+                    self.drop_conn(now, conn, DownReason::Closed(CloseKind::Reset), false);
+                }
+            }
+            Input::BytesIn { conn, data } => self.on_bytes(now, conn, data),
+            Input::Written { conn, bytes } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.in_transport = c.in_transport.saturating_sub(bytes);
+                    self.flush(conn);
+                }
+            }
+            Input::Closed { conn, kind } => {
+                if self.conns.contains_key(&conn) {
+                    self.drop_conn(now, conn, DownReason::Closed(kind), false);
+                }
+            }
+        }
+    }
+
+    /// Runs every timer due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.on_timer(now, timer);
+        }
+    }
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    // ---- application → machine -----------------------------------------------------------
+
+    /// Sends `req` to the connected node `peer`. The returned id ends exactly once, with a
+    /// [`NodeEvent::QueryDone`] — immediately (unknown peer, over the in-flight cap, shutting
+    /// down) or later (response, timeout, peer lost, refused).
+    ///
+    /// Unlike a `Result`, this keeps one path for every outcome, so a driver awaiting
+    /// `QueryDone` can never miss one.
+    pub fn query(&mut self, now: Instant, peer: NodeId, req: RequestBody) -> QueryId {
+        self.now = now;
+        self.start_query(now, peer, req)
+    }
+
+    /// Dials `addr` once (not persistent: no redial after a loss). Ignored for addresses that
+    /// turned out to be ourselves, and for addresses already being dialed or connected.
+    pub fn dial(&mut self, now: Instant, addr: SocketAddr) {
+        self.now = now;
+        if !self.stopped {
+            self.add_target(now, addr, false);
+        }
+    }
+
+    /// Says `Goodbye{Shutdown}` to every peer, closes every connection and stops. After this
+    /// the machine only drains its actions.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.now = now;
+        if self.stopped {
+            return;
+        }
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close_with_goodbye(now, conn, GoodbyeReason::Shutdown, "node shutting down");
+        }
+        self.stop(now);
+    }
+
+    /// A snapshot for APIs and tests.
+    pub fn status(&self) -> Status {
+        let (height, tip_hash) = self.chain.tip;
+        let peers = self
+            .peers
+            .iter()
+            .filter_map(|(id, conn)| {
+                let c = self.conns.get(conn)?;
+                let r = c.remote.as_ref()?;
+                Some(PeerStatus {
+                    node_id: *id,
+                    conn: *conn,
+                    direction: c.dir,
+                    remote_addr: c.addr,
+                    rtt: c.rtt,
+                    connected_since: c.established_at,
+                    pings_sent: c.pings_sent,
+                    pongs_received: c.pongs_received,
+                    best_height: r.best_height,
+                    user_agent: r.user_agent.clone(),
+                })
+            })
+            .collect();
+        let target = self.sync_target();
+        Status {
+            node_id: self.cfg.node_id,
+            network: self.cfg.network,
+            boot: self.boot,
+            height,
+            tip_hash,
+            genesis_hash: self.genesis,
+            peers,
+            connections: self.conns.len(),
+            syncing: target.is_some(),
+            sync_target: target,
+            mempool_len: self.chain.mempool_len(),
+            addr_book_len: self.chain.addr_book_len(),
+            stopped: self.stopped,
+            counters: self.counters.clone(),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// This process's boot nonce, as sent in `Hello`.
+    pub fn boot(&self) -> u64 {
+        self.boot
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Consumes the machine, returning its store (the simulator's crash-and-restart).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// True after [`shutdown`](Self::shutdown) or a store failure.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The connection currently carrying `peer`, if established.
+    pub fn peer_conn(&self, peer: NodeId) -> Option<ConnId> {
+        self.peers.get(&peer).copied()
+    }
+
+    /// Bytes queued for `conn` in the machine and in the transport (for invariant checks).
+    pub fn send_queue_len(&self, conn: ConnId) -> Option<usize> {
+        self.conns.get(&conn).map(|c| c.unsent_bytes())
+    }
+
+    /// Number of timers armed (for invariant checks and benchmarks).
+    pub fn timers_armed(&self) -> usize {
+        self.timers.len()
+    }
+
+    // ---- internals shared by the submodules ---------------------------------------------
+
+    fn new_conn(&mut self, now: Instant, dir: Direction, addr: SocketAddr, state: ConnState) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.conns.insert(id, Conn::new(dir, addr, state, now, self.cfg.max_frame));
+        self.timers.set(Timer::Handshake(id), now + self.cfg.handshake_timeout);
+        id
+    }
+
+    fn on_connected(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.state != ConnState::Dialing {
+            return;
+        }
+        c.state = ConnState::Handshaking;
+        c.last_recv = now;
+        self.send_hello(conn);
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Handshake(conn) => {
+                let Some(c) = self.conns.get(&conn) else { return };
+                match c.state {
+                    ConnState::Dialing => {
+                        self.counters.dial_failures += 1;
+                        self.actions.push_back(Action::Close { conn });
+                        self.drop_conn(now, conn, DownReason::Closed(CloseKind::Error), false);
+                    }
+                    ConnState::Handshaking => {
+                        self.close_with_goodbye(now, conn, GoodbyeReason::HandshakeTimeout, "no Hello in time")
+                    }
+                    ConnState::Candidate { .. } | ConnState::Established => {}
+                }
+            }
+            Timer::Ping(conn) => self.send_ping(now, conn),
+            Timer::Idle(conn) => self.check_idle(now, conn),
+            Timer::Probe(conn) => self.probe_expired(now, conn),
+            Timer::Request(conn, id) => self.on_request_timeout(now, conn, id),
+            Timer::Redial(addr) => self.redial(now, addr),
+            Timer::Limbo(node) => self.limbo_expired(now, node),
+            Timer::Sync => self.sync_tick(now),
+            Timer::PeerExchange => self.peer_exchange_tick(now),
+            Timer::Produce => self.produce_tick(now),
+        }
+    }
+
+    fn send_hello(&mut self, conn: ConnId) {
+        let (best_height, best_hash) = self.chain.tip;
+        let hello = crate::wire::Hello {
+            magic: crate::wire::MAGIC,
+            version: crate::wire::PROTOCOL_VERSION,
+            min_version: crate::wire::MIN_PROTOCOL_VERSION,
+            network: self.cfg.network.id(),
+            genesis: self.genesis,
+            node_id: self.cfg.node_id,
+            boot: self.boot,
+            listen_port: self.cfg.listen_port,
+            best_height,
+            best_hash,
+            user_agent: self.cfg.user_agent.clone(),
+        };
+        self.send_msg(conn, &Message::Hello(hello));
+    }
+
+    fn send_ping(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        if c.state != ConnState::Established {
+            return;
+        }
+        let nonce = self.next_nonce();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.record_ping(nonce, now);
+        }
+        self.counters.pings_sent += 1;
+        self.send_msg(conn, &Message::Ping { nonce });
+        self.timers.set(Timer::Ping(conn), now + self.cfg.ping_interval);
+    }
+
+    fn next_nonce(&mut self) -> u64 {
+        loop {
+            let n = self.rng.next_u64();
+            if n != 0 {
+                return n;
+            }
+        }
+    }
+
+    /// Drops a peer from which nothing has arrived for the ping timeout. Frames of any kind
+    /// count, so a peer busy sending us blocks is never dropped for a late pong.
+    fn check_idle(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let deadline = c.last_recv + self.cfg.ping_timeout;
+        if now >= deadline {
+            self.counters.ping_timeouts += 1;
+            self.close_with_goodbye(now, conn, GoodbyeReason::PingTimeout, "no frame within the ping timeout");
+        } else {
+            self.timers.set(Timer::Idle(conn), deadline);
+        }
+    }
+
+    /// Queues one message for `conn`. Control messages go ahead of queued bulk ones.
+    fn send_msg(&mut self, conn: ConnId, msg: &Message) {
+        let kind = msg.kind();
+        let is_response = matches!(msg, Message::Response { .. });
+        let frame = msg.to_frame();
+        if kind.is_control() {
+            self.send_control(conn, frame);
+        } else {
+            self.send_frame(conn, frame, is_response);
+        }
+    }
+
+    fn send_control(&mut self, conn: ConnId, frame: Vec<u8>) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.queued += frame.len();
+        c.control.push_back(frame);
+        self.flush(conn);
+    }
+
+    /// Queues an encoded bulk frame (gossip encodes once and queues the bytes everywhere).
+    fn send_frame(&mut self, conn: ConnId, bytes: Vec<u8>, is_response: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.queued += bytes.len();
+        if is_response {
+            c.responses_queued += 1;
+        }
+        c.bulk.push_back(Frame { bytes, is_response });
+        self.flush(conn);
+    }
+
+    /// Hands queued frames to the transport while its window has room; enforces the send
+    /// queue bound and read backpressure.
+    fn flush(&mut self, conn: ConnId) {
+        let window = self.cfg.transport_window;
+        let max_queue = self.cfg.max_send_queue;
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.state == ConnState::Dialing {
+            return;
+        }
+        while c.in_transport < window {
+            let bytes = if let Some(b) = c.control.pop_front() {
+                b
+            } else if let Some(f) = c.bulk.pop_front() {
+                if f.is_response {
+                    c.responses_queued -= 1;
+                }
+                f.bytes
+            } else {
+                break;
+            };
+            c.queued -= bytes.len();
+            c.in_transport += bytes.len();
+            self.counters.frames_out += 1;
+            self.counters.bytes_out += bytes.len() as u64;
+            self.actions.push_back(Action::Send { conn, data: bytes });
+        }
+        let unsent = c.unsent_bytes();
+        if unsent > max_queue {
+            self.close_with_goodbye(self.now, conn, GoodbyeReason::SlowReader, "send queue overflow: the peer does not read");
+        } else if !c.read_paused && unsent > max_queue / 2 {
+            c.read_paused = true;
+            self.actions.push_back(Action::PauseRead { conn });
+        } else if c.read_paused && unsent <= max_queue / 4 {
+            c.read_paused = false;
+            self.actions.push_back(Action::ResumeRead { conn });
+        }
+    }
+
+    /// Tells the peer why, then closes. The goodbye bypasses the queues: frames still queued
+    /// in the machine are dropped, it is not.
+    fn close_with_goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason, detail: &str) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.state != ConnState::Dialing {
+            let frame = Message::Goodbye(Goodbye { reason, detail: String::from(detail) }).to_frame();
+            self.counters.frames_out += 1;
+            self.counters.bytes_out += frame.len() as u64;
+            self.actions.push_back(Action::Send { conn, data: frame });
+        }
+        self.actions.push_back(Action::Close { conn });
+        self.drop_conn(now, conn, DownReason::GoodbyeSent(reason), true);
+    }
+
+    /// Forgets `conn`: ends its requests, releases its caps, updates peers and dial targets.
+    /// `we_closed` is true when the machine emitted (or is emitting) `Action::Close` for it.
+    fn drop_conn(&mut self, now: Instant, conn: ConnId, reason: DownReason, we_closed: bool) {
+        let _ = we_closed;
+        let Some(c) = self.conns.get(&conn) else { return };
+        let (dir, addr, state, node, lived) = (c.dir, c.addr, c.state, c.node_id(), now - c.established_at);
+        Counters::bump(&mut self.counters.conns_closed, reason_label(reason));
+
+        // A takeover may be waiting on this connection's fate: it just died, so the newcomer wins.
+        let candidate = self.candidate_for(conn);
+        match (state, node) {
+            (ConnState::Established, Some(node)) if self.peers.get(&node) == Some(&conn) => {
+                if let Some(new) = candidate {
+                    self.take_over(now, node, conn, new);
+                } else if !self.enter_limbo(now, node, conn, reason) {
+                    self.fail_requests(now, conn, QueryError::PeerGone);
+                    self.peers.remove(&node);
+                    self.actions.push_back(Action::Notify(NodeEvent::PeerDown { peer: node, conn, reason }));
+                    self.chain_peer_down(now, node);
+                }
+            }
+            _ => {
+                self.fail_requests(now, conn, QueryError::PeerGone);
+                self.actions.push_back(Action::Notify(NodeEvent::ConnFailed { conn, addr, reason }));
+                if let ConnState::Candidate { old } = state {
+                    self.probe_no_longer_needed(old);
+                }
+            }
+        }
+
+        self.timers.cancel_conn(conn);
+        if let Some(c) = self.conns.remove(&conn) {
+            for id in c.out_reqs.keys() {
+                self.timers.cancel(Timer::Request(conn, *id));
+            }
+        }
+        if dir == Direction::Inbound {
+            if let Some(n) = self.inbound_per_ip.get_mut(&addr.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    self.inbound_per_ip.remove(&addr.ip());
+                }
+            }
+        }
+        self.after_conn_closed(now, conn, dir, addr, node, state, lived);
+    }
+
+    fn remember_peer(&mut self, node: NodeId) -> bool {
+        if self.seen_peers.contains(&node) {
+            return true;
+        }
+        if self.seen_peers.len() >= SEEN_PEERS_MAX {
+            self.seen_peers.pop_first();
+        }
+        self.seen_peers.insert(node);
+        false
+    }
+
+    /// Stops the machine: no more dials, no more timers.
+    fn stop(&mut self, _now: Instant) {
+        self.stopped = true;
+        self.timers = TimerTable::default();
+        self.targets.clear();
+    }
+
+    /// A store failure: report it and stop, keeping whatever the store already committed.
+    fn fatal(&mut self, now: Instant, error: String) {
+        if self.stopped {
+            return;
+        }
+        self.actions.push_back(Action::Notify(NodeEvent::Fatal { error }));
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close_with_goodbye(now, conn, GoodbyeReason::Shutdown, "node stopped: storage failure");
+        }
+        self.stop(now);
+    }
+}
+
+/// Stable label of a close reason, for counters and metrics.
+pub fn reason_label(reason: DownReason) -> &'static str {
+    match reason {
+        DownReason::GoodbyeSent(r) | DownReason::GoodbyeReceived(r) => r.as_str(),
+        DownReason::Closed(k) => k.as_str(),
+        DownReason::Replaced => "replaced",
+    }
+}

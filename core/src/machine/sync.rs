@@ -1,0 +1,801 @@
+//! The chain layer: sync from any height, fork resolution, gossip, mempool, block
+//! production and peer exchange.
+//!
+//! There is no "syncing" flag. Whether we sync is derived from the best heights peers
+//! reported and the range requests in flight, so there is nothing that can get stuck: if a
+//! peer is ahead, the next tick asks for the next range; if it stalls, the request times out
+//! and another peer gets the range.
+
+use super::io::{Action, Direction, Misbehaviour, NodeEvent, QueryError, TxError};
+use super::query::Origin;
+use super::timer::Timer;
+use super::PeerMachine;
+use crate::chain::{check_block, Block, BlockHash, Header, Tx, TxId};
+use crate::id::{ConnId, NodeId};
+use crate::store::{AddrEntry, Store};
+use crate::time::{Duration, Instant};
+use crate::wire::{Message, PeerAddr, RequestBody, ResponseBody};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::format;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+/// How often sync progress and stalls are checked.
+const SYNC_TICK: Duration = Duration::from_secs(1);
+/// A peer whose range request timed out is not asked again for this long.
+const STALL_PENALTY: Duration = Duration::from_secs(60);
+/// Most addresses sent or accepted in one `Peers` response.
+const MAX_ADDRS_PER_RESPONSE: usize = 100;
+/// Blocks per response we serve, whatever the peer asks.
+const MAX_BLOCKS_PER_RESPONSE: u32 = 1000;
+/// Remembered block and transaction hashes, for gossip dedup.
+const SEEN_MAX: usize = 16_384;
+/// Dial failures after which an address leaves the book.
+const MAX_ADDR_FAILURES: u32 = 8;
+
+/// A request the chain layer is waiting on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ChainReq {
+    /// A range for sync, starting at `from`.
+    Range { from: u64 },
+    /// The peer's hash at a height, during a fork search.
+    ForkProbe { height: u64 },
+    /// A branch range during a fork switch.
+    Branch { from: u64 },
+    Tip,
+    Peers,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    count: u64,
+}
+
+/// Binary search for the last common block with one peer, then fetching its branch.
+#[derive(Debug)]
+struct Fork {
+    node: NodeId,
+    /// Highest height known common.
+    lo: u64,
+    /// Lowest height known different.
+    hi: u64,
+    /// Branch blocks fetched so far, from `lo + 1`.
+    branch: Vec<Block>,
+    fetching: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ChainState {
+    pub tip: (u64, BlockHash),
+    tip_header: Option<Header>,
+    /// Best height and hash each peer has shown us.
+    peer_best: BTreeMap<NodeId, (u64, BlockHash)>,
+    stalled_until: BTreeMap<NodeId, Instant>,
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Blocks received ahead of our tip, waiting for the gap to fill. Bounded by what is
+    /// requested: `sync_parallel × sync_batch`.
+    pending: BTreeMap<u64, (NodeId, Block)>,
+    fork: Option<Fork>,
+    seen_blocks: Seen<BlockHash>,
+    seen_txs: Seen<TxId>,
+    mempool: BTreeMap<TxId, Tx>,
+    mempool_order: VecDeque<TxId>,
+    book: BTreeMap<PeerAddr, AddrEntry>,
+    /// Which node a listening address belongs to, when known: keeps peer exchange from
+    /// dialing peers we already have.
+    addr_node: BTreeMap<SocketAddr, NodeId>,
+    rr: u64,
+}
+
+/// A bounded insertion-ordered set.
+#[derive(Debug)]
+struct Seen<T: Ord + Copy> {
+    set: BTreeSet<T>,
+    order: VecDeque<T>,
+}
+
+impl<T: Ord + Copy> Default for Seen<T> {
+    fn default() -> Self {
+        Seen { set: BTreeSet::new(), order: VecDeque::new() }
+    }
+}
+
+impl<T: Ord + Copy> Seen<T> {
+    /// Inserts `v`; false if it was already there.
+    fn insert(&mut self, v: T) -> bool {
+        if !self.set.insert(v) {
+            return false;
+        }
+        self.order.push_back(v);
+        if self.order.len() > SEEN_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+    fn contains(&self, v: &T) -> bool {
+        self.set.contains(v)
+    }
+}
+
+impl ChainState {
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+    pub fn addr_book_len(&self) -> usize {
+        self.book.len()
+    }
+}
+
+impl<S: Store> PeerMachine<S> {
+    /// Loads the tip and the address book, and arms the chain timers.
+    pub(crate) fn chain_start(&mut self, now: Instant) {
+        match self.load_tip() {
+            Ok(()) => {}
+            Err(e) => return self.fatal(now, e),
+        }
+        match self.store.addrs() {
+            Ok(list) => {
+                for e in list.into_iter().take(self.cfg.addr_book_max) {
+                    self.chain.book.insert(e.addr, e);
+                }
+            }
+            Err(e) => return self.fatal(now, format!("reading the address book: {e}")),
+        }
+        self.timers.set(Timer::Sync, now + SYNC_TICK);
+        self.timers.set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
+        if let Some(every) = self.cfg.produce_blocks {
+            self.timers.set(Timer::Produce, now + every);
+        }
+        // Dial the book right away: a restarted node should not wait a whole interval.
+        self.top_up_outbound(now);
+    }
+
+    fn load_tip(&mut self) -> Result<(), alloc::string::String> {
+        let (h, hash) = self.store.tip().map_err(|e| format!("reading the chain tip: {e}"))?;
+        let header = self.store.header_at(h).map_err(|e| format!("reading block {h}: {e}"))?;
+        self.chain.tip = (h, hash);
+        self.chain.tip_header = header;
+        Ok(())
+    }
+
+    /// Unix seconds now, if the driver told us how to compute it.
+    fn wall_secs(&self, now: Instant) -> Option<u64> {
+        self.cfg.unix_time_at_zero.map(|z| z + now.as_micros() / 1_000_000)
+    }
+
+    pub(crate) fn sync_target(&self) -> Option<u64> {
+        let best = self.chain.peer_best.values().map(|(h, _)| *h).max()?;
+        (best > self.chain.tip.0).then_some(best)
+    }
+
+    // ---- peers coming and going ------------------------------------------------------------
+
+    pub(crate) fn chain_peer_up(&mut self, now: Instant, node: NodeId, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let (listen, dir) = (c.listen_addr(), c.dir);
+        if let Some(r) = &c.remote {
+            self.chain.peer_best.insert(node, (r.best_height, r.best_hash));
+        }
+        if let Some(addr) = listen {
+            self.learn_addr(addr, Some(node), true);
+        }
+        let _ = dir;
+        let _ = self.send_request(now, conn, Origin::Chain(ChainReq::Peers), RequestBody::Peers, None);
+        self.drive_sync(now);
+    }
+
+    pub(crate) fn chain_peer_down(&mut self, now: Instant, node: NodeId) {
+        self.chain.peer_best.remove(&node);
+        if self.chain.fork.as_ref().is_some_and(|f| f.node == node) {
+            self.chain.fork = None;
+        }
+        // Its ranges in flight ended with PeerGone through `chain_request_failed`.
+        self.drive_sync(now);
+        self.top_up_outbound(now);
+    }
+
+    // ---- serving peers --------------------------------------------------------------------
+
+    pub(crate) fn serve_request(&mut self, now: Instant, conn: ConnId, body: RequestBody) -> ResponseBody {
+        let result = match body {
+            RequestBody::Tip => Ok(ResponseBody::Tip { height: self.chain.tip.0, hash: self.chain.tip.1 }),
+            RequestBody::HashAt { height } => self.store.hash_at(height).map(ResponseBody::HashAt),
+            RequestBody::Blocks { from, count } => self.blocks_from(from, count).map(ResponseBody::Blocks),
+            RequestBody::Peers => Ok(ResponseBody::Peers(self.addrs_for(conn))),
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.fatal(now, format!("reading the chain to answer a peer: {e}"));
+                ResponseBody::Refused(crate::wire::RefuseReason::Other(500))
+            }
+        }
+    }
+
+    fn blocks_from(&self, from: u64, count: u32) -> Result<Vec<Block>, S::Error> {
+        let count = count.min(MAX_BLOCKS_PER_RESPONSE) as u64;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for h in from..from.saturating_add(count) {
+            let Some(b) = self.store.block_at(h)? else { break };
+            bytes += b.wire_size();
+            if bytes > self.cfg.max_response_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    fn addrs_for(&self, conn: ConnId) -> Vec<PeerAddr> {
+        let asker = self.conns.get(&conn).and_then(|c| c.listen_addr());
+        let mut out: Vec<PeerAddr> = Vec::new();
+        // Peers we are connected to first: they are known good.
+        for c in self.peers.values().filter_map(|id| self.conns.get(id)) {
+            if let Some(a) = c.listen_addr() {
+                if Some(a) != asker && out.len() < MAX_ADDRS_PER_RESPONSE {
+                    out.push(a.into());
+                }
+            }
+        }
+        for e in self.chain.book.values() {
+            if out.len() >= MAX_ADDRS_PER_RESPONSE {
+                break;
+            }
+            let a: SocketAddr = e.addr.into();
+            if e.failures == 0 && Some(a) != asker && !out.contains(&e.addr) {
+                out.push(e.addr);
+            }
+        }
+        out
+    }
+
+    // ---- responses to our requests --------------------------------------------------------
+
+    pub(crate) fn chain_response(&mut self, now: Instant, conn: ConnId, req: ChainReq, asked: RequestBody, body: ResponseBody) {
+        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else { return };
+        if let ResponseBody::Refused(_) = body {
+            return self.chain_request_failed(now, conn, req, QueryError::Refused(crate::wire::RefuseReason::Other(0)));
+        }
+        match (req, body) {
+            (ChainReq::Range { from }, ResponseBody::Blocks(blocks)) => {
+                let asked_count = match asked {
+                    RequestBody::Blocks { count, .. } => count as u64,
+                    _ => 0,
+                };
+                self.chain.in_flight.remove(&from);
+                if !self.check_range_shape(now, conn, from, asked_count, &blocks) {
+                    return;
+                }
+                if blocks.is_empty() {
+                    // The peer no longer has what it claimed (it reorged, or it lied): believe
+                    // its silence, not its claim.
+                    if let Some(b) = self.chain.peer_best.get_mut(&node) {
+                        b.0 = b.0.min(from.saturating_sub(1));
+                    }
+                } else {
+                    for b in blocks {
+                        self.chain.pending.insert(b.header.height, (node, b));
+                    }
+                    self.apply_pending(now);
+                }
+                self.drive_sync(now);
+            }
+            (ChainReq::Branch { from }, ResponseBody::Blocks(blocks)) => {
+                let asked_count = match asked {
+                    RequestBody::Blocks { count, .. } => count as u64,
+                    _ => 0,
+                };
+                if !self.check_range_shape(now, conn, from, asked_count, &blocks) {
+                    return;
+                }
+                self.on_branch(now, node, from, blocks);
+            }
+            (ChainReq::ForkProbe { height }, ResponseBody::HashAt(hash)) => self.on_fork_probe(now, node, height, hash),
+            (ChainReq::Tip, ResponseBody::Tip { height, hash }) => {
+                self.note_peer_best(node, height, hash);
+                self.drive_sync(now);
+            }
+            (ChainReq::Peers, ResponseBody::Peers(list)) => {
+                for a in list.into_iter().take(MAX_ADDRS_PER_RESPONSE) {
+                    self.learn_addr(a.into(), None, false);
+                }
+                self.top_up_outbound(now);
+            }
+            _ => self.misbehave(now, conn, Misbehaviour::BadResponse, "response of the wrong kind for the request"),
+        }
+    }
+
+    /// A block range must start where asked, be consecutive, and not exceed the count.
+    fn check_range_shape(&mut self, now: Instant, conn: ConnId, from: u64, asked: u64, blocks: &[Block]) -> bool {
+        let ok = blocks.len() as u64 <= asked && blocks.iter().enumerate().all(|(i, b)| b.header.height == from + i as u64);
+        if !ok {
+            self.misbehave(now, conn, Misbehaviour::BadResponse, "block range out of order or larger than asked");
+        }
+        ok
+    }
+
+    pub(crate) fn chain_request_failed(&mut self, now: Instant, conn: ConnId, req: ChainReq, err: QueryError) {
+        let node = self.conns.get(&conn).and_then(|c| c.node_id());
+        match req {
+            ChainReq::Range { from } => {
+                self.chain.in_flight.remove(&from);
+                if err == QueryError::Timeout {
+                    if let Some(n) = node {
+                        self.chain.stalled_until.insert(n, now + STALL_PENALTY);
+                    }
+                }
+                if !self.stopped {
+                    self.drive_sync(now);
+                }
+            }
+            ChainReq::ForkProbe { .. } | ChainReq::Branch { .. } => {
+                self.chain.fork = None;
+                if let (Some(n), QueryError::Timeout) = (node, err) {
+                    self.chain.stalled_until.insert(n, now + STALL_PENALTY);
+                }
+                if !self.stopped {
+                    self.drive_sync(now);
+                }
+            }
+            ChainReq::Tip | ChainReq::Peers => {}
+        }
+    }
+
+    fn note_peer_best(&mut self, node: NodeId, height: u64, hash: BlockHash) {
+        let e = self.chain.peer_best.entry(node).or_insert((height, hash));
+        if height >= e.0 {
+            *e = (height, hash);
+        }
+    }
+
+    // ---- sync -----------------------------------------------------------------------------
+
+    pub(crate) fn sync_tick(&mut self, now: Instant) {
+        self.chain.stalled_until.retain(|_, until| *until > now);
+        self.drive_sync(now);
+        self.timers.set(Timer::Sync, now + SYNC_TICK);
+    }
+
+    /// Asks peers ahead of us for the next ranges, up to `sync_parallel` in flight.
+    fn drive_sync(&mut self, now: Instant) {
+        if self.stopped || self.chain.fork.is_some() {
+            return;
+        }
+        let batch = self.cfg.sync_batch as u64;
+        let mut next = self.chain.tip.0 + 1;
+        while self.chain.in_flight.len() < self.cfg.sync_parallel {
+            // The lowest height neither applied, pending, nor requested.
+            while let Some(f) = self.chain.in_flight.range(..=next).next_back().filter(|(f, r)| **f + r.count > next) {
+                next = *f.0 + f.1.count;
+            }
+            while self.chain.pending.contains_key(&next) {
+                next += 1;
+            }
+            if next > self.chain.tip.0 + batch * self.cfg.sync_parallel as u64 {
+                break; // far enough ahead: bounded pending
+            }
+            let Some((node, best)) = self.pick_sync_peer(now, next) else { break };
+            let count = (best - next + 1).min(batch);
+            let Some(&conn) = self.peers.get(&node) else { break };
+            let body = RequestBody::Blocks { from: next, count: count as u32 };
+            if self.send_request(now, conn, Origin::Chain(ChainReq::Range { from: next }), body, None).is_err() {
+                break;
+            }
+            self.chain.in_flight.insert(next, InFlight { count });
+            next += count;
+        }
+    }
+
+    /// A peer that has `height`, preferring peers not recently stalled, rotating among them.
+    fn pick_sync_peer(&mut self, now: Instant, height: u64) -> Option<(NodeId, u64)> {
+        let candidates: Vec<(NodeId, u64)> = self
+            .chain
+            .peer_best
+            .iter()
+            .filter(|(n, (h, _))| *h >= height && self.peers.contains_key(n))
+            .filter(|(n, _)| self.chain.stalled_until.get(n).is_none_or(|u| *u <= now))
+            .map(|(n, (h, _))| (*n, *h))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        self.chain.rr = self.chain.rr.wrapping_add(1);
+        Some(candidates[(self.chain.rr % candidates.len() as u64) as usize])
+    }
+
+    /// Applies pending blocks that extend the tip, one store transaction per batch.
+    fn apply_pending(&mut self, now: Instant) {
+        let Some(mut parent) = self.chain.tip_header.clone() else { return };
+        let mut batch: Vec<Block> = Vec::new();
+        let wall = self.wall_secs(now);
+        while let Some((node, block)) = self.chain.pending.remove(&(parent.height + 1)) {
+            match check_block(&block, &parent, &self.cfg.limits, wall) {
+                Ok(()) => {
+                    parent = block.header.clone();
+                    batch.push(block);
+                }
+                Err(crate::chain::BlockError::Unlinked) if batch.is_empty() => {
+                    // The peer's chain diverges from ours below this height: find where.
+                    self.chain.pending.clear();
+                    self.start_fork_search(now, node);
+                    break;
+                }
+                Err(e) => {
+                    self.chain.pending.retain(|_, (n, _)| *n != node);
+                    if let Some(&conn) = self.peers.get(&node) {
+                        self.misbehave(now, conn, Misbehaviour::InvalidBlock, &format!("block {}: {}", block.header.height, e.as_str()));
+                    }
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.commit(now, None, batch, None);
+        }
+    }
+
+    /// Writes blocks to the store (atomically, with an optional rollback) and updates
+    /// everything derived from the tip.
+    fn commit(&mut self, now: Instant, rollback_to: Option<u64>, blocks: Vec<Block>, source: Option<NodeId>) {
+        let old_tip = self.chain.tip.0;
+        if let Err(e) = self.store.apply(rollback_to, &blocks) {
+            return self.fatal(now, format!("writing blocks: {e}"));
+        }
+        let Some(last) = blocks.last() else { return };
+        let from = blocks[0].header.height;
+        let (to, tip) = (last.header.height, last.hash());
+        for b in &blocks {
+            self.chain.seen_blocks.insert(b.hash());
+            for tx in &b.txs {
+                let id = tx.id();
+                self.chain.seen_txs.insert(id);
+                if self.chain.mempool.remove(&id).is_some() {
+                    self.chain.mempool_order.retain(|x| *x != id);
+                }
+            }
+        }
+        self.chain.tip = (to, tip);
+        self.chain.tip_header = Some(last.header.clone());
+        self.counters.blocks_applied += blocks.len() as u64;
+        if let Some(fork) = rollback_to {
+            self.counters.reorgs += 1;
+            self.actions.push_back(Action::Notify(NodeEvent::Reorg { fork, old_tip, to }));
+        }
+        self.actions.push_back(Action::Notify(NodeEvent::BlocksApplied { from, to, tip }));
+        // Once caught up, tell peers about the new tip (except whoever gave it to us), so a
+        // node behind a healed partition learns of it without waiting for the next block.
+        if self.sync_target().is_none() {
+            let block = last.clone();
+            self.gossip(Message::BlockAnnounce(block), source);
+        }
+    }
+
+    // ---- forks ----------------------------------------------------------------------------
+
+    fn start_fork_search(&mut self, now: Instant, node: NodeId) {
+        let tip = self.chain.tip.0;
+        let lo = tip.saturating_sub(self.cfg.max_reorg_depth);
+        self.chain.in_flight.clear();
+        self.chain.fork = Some(Fork { node, lo, hi: tip + 1, branch: Vec::new(), fetching: false });
+        // First make sure the floor itself is common; otherwise the fork is too deep.
+        self.fork_probe(now, lo);
+    }
+
+    fn fork_probe(&mut self, now: Instant, height: u64) {
+        let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else { return };
+        let Some(&conn) = self.peers.get(&node) else {
+            self.chain.fork = None;
+            return;
+        };
+        let origin = Origin::Chain(ChainReq::ForkProbe { height });
+        if self.send_request(now, conn, origin, RequestBody::HashAt { height }, None).is_err() {
+            self.chain.fork = None;
+        }
+    }
+
+    fn on_fork_probe(&mut self, now: Instant, node: NodeId, height: u64, theirs: Option<BlockHash>) {
+        let ours = match self.store.hash_at(height) {
+            Ok(h) => h,
+            Err(e) => return self.fatal(now, format!("reading block {height}: {e}")),
+        };
+        let Some(fork) = self.chain.fork.as_mut().filter(|f| f.node == node && !f.fetching) else { return };
+        let common = theirs.is_some() && theirs == ours;
+        if height == fork.lo && !common {
+            // Not even the floor is shared: deeper than we reorg. Ignore this peer's chain.
+            self.chain.fork = None;
+            self.chain.peer_best.remove(&node);
+            return;
+        }
+        if common {
+            fork.lo = height;
+        } else {
+            fork.hi = height;
+        }
+        if fork.hi - fork.lo > 1 {
+            let mid = fork.lo + (fork.hi - fork.lo) / 2;
+            return self.fork_probe(now, mid);
+        }
+        fork.fetching = true;
+        let from = fork.lo + 1;
+        self.fetch_branch(now, from);
+    }
+
+    fn fetch_branch(&mut self, now: Instant, from: u64) {
+        let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else { return };
+        let Some(&conn) = self.peers.get(&node) else {
+            self.chain.fork = None;
+            return;
+        };
+        let body = RequestBody::Blocks { from, count: self.cfg.sync_batch };
+        if self.send_request(now, conn, Origin::Chain(ChainReq::Branch { from }), body, None).is_err() {
+            self.chain.fork = None;
+        }
+    }
+
+    /// Accumulates the peer's branch; switches once it is higher than our chain.
+    fn on_branch(&mut self, now: Instant, node: NodeId, from: u64, blocks: Vec<Block>) {
+        let Some(fork) = self.chain.fork.as_mut().filter(|f| f.node == node && f.fetching) else { return };
+        if from != fork.lo + 1 + fork.branch.len() as u64 {
+            return;
+        }
+        let got = blocks.len();
+        fork.branch.extend(blocks);
+        let branch_tip = fork.lo + fork.branch.len() as u64;
+        let our_tip = self.chain.tip.0;
+        if branch_tip <= our_tip {
+            if got == 0 || fork.branch.len() as u64 > self.cfg.max_reorg_depth + self.cfg.sync_batch as u64 {
+                // The branch ended without beating our chain: keep ours (ties keep ours).
+                self.chain.fork = None;
+                self.chain.peer_best.remove(&node);
+                return self.drive_sync(now);
+            }
+            let next = branch_tip + 1;
+            return self.fetch_branch(now, next);
+        }
+        let Some(fork) = self.chain.fork.take() else { return };
+        // Validate the whole branch on top of the common block before touching the store.
+        let base = match self.store.header_at(fork.lo) {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => return self.fatal(now, format!("reading block {}: {e}", fork.lo)),
+        };
+        let wall = self.wall_secs(now);
+        let mut parent = base;
+        for b in &fork.branch {
+            if let Err(e) = check_block(b, &parent, &self.cfg.limits, wall) {
+                if let Some(&conn) = self.peers.get(&node) {
+                    self.misbehave(now, conn, Misbehaviour::InvalidBlock, &format!("branch block {}: {}", b.header.height, e.as_str()));
+                }
+                return;
+            }
+            parent = b.header.clone();
+        }
+        // Transactions of the abandoned blocks go back to the mempool? Out of scope: consensus
+        // rules are not ours; they are simply no longer applied.
+        self.chain.pending.clear();
+        self.chain.in_flight.clear();
+        self.commit(now, Some(fork.lo), fork.branch, Some(node));
+        self.drive_sync(now);
+    }
+
+    // ---- gossip ---------------------------------------------------------------------------
+
+    pub(crate) fn on_block_announce(&mut self, now: Instant, conn: ConnId, block: Block) {
+        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else { return };
+        let hash = block.hash();
+        self.note_peer_best(node, block.header.height, hash);
+        if !self.chain.seen_blocks.insert(hash) {
+            return;
+        }
+        let Some(tip) = self.chain.tip_header.clone() else { return };
+        if block.header.height == tip.height + 1 && block.header.prev == self.chain.tip.1 {
+            if let Err(e) = check_block(&block, &tip, &self.cfg.limits, self.wall_secs(now)) {
+                return self.misbehave(now, conn, Misbehaviour::InvalidBlock, &format!("announced block {}: {}", block.header.height, e.as_str()));
+            }
+            self.commit(now, None, alloc::vec![block.clone()], Some(node));
+            // `commit` announced it to everyone but the source if we are caught up; if we are
+            // not, still relay the news.
+            if self.sync_target().is_some() {
+                self.gossip(Message::BlockAnnounce(block), Some(node));
+            }
+        } else {
+            self.drive_sync(now);
+        }
+    }
+
+    pub(crate) fn on_tx_broadcast(&mut self, now: Instant, conn: ConnId, tx: Tx) {
+        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else { return };
+        if tx.0.len() > self.cfg.limits.max_tx_bytes {
+            return self.misbehave(now, conn, Misbehaviour::InvalidTx, "transaction over the size limit");
+        }
+        let _ = self.accept_tx(tx, Some(node));
+    }
+
+    /// Submits a local transaction: into the mempool and out to every peer.
+    pub fn submit_tx(&mut self, now: Instant, tx: Tx) -> Result<TxId, TxError> {
+        self.now = now;
+        if self.stopped {
+            return Err(TxError::ShuttingDown);
+        }
+        if tx.0.len() > self.cfg.limits.max_tx_bytes {
+            return Err(TxError::TooLarge);
+        }
+        self.accept_tx(tx, None)
+    }
+
+    fn accept_tx(&mut self, tx: Tx, source: Option<NodeId>) -> Result<TxId, TxError> {
+        let id = tx.id();
+        if self.chain.seen_txs.contains(&id) {
+            return Err(TxError::Duplicate);
+        }
+        if self.chain.mempool.len() >= self.cfg.mempool_max {
+            return Err(TxError::MempoolFull);
+        }
+        self.chain.seen_txs.insert(id);
+        self.chain.mempool.insert(id, tx.clone());
+        self.chain.mempool_order.push_back(id);
+        self.counters.txs_accepted += 1;
+        self.actions.push_back(Action::Notify(NodeEvent::TxAccepted { id }));
+        self.gossip(Message::TxBroadcast(tx), source);
+        Ok(id)
+    }
+
+    /// Sends `msg` to every established peer except `except`.
+    fn gossip(&mut self, msg: Message, except: Option<NodeId>) {
+        let targets: Vec<ConnId> = self.peers.iter().filter(|(n, _)| Some(**n) != except).map(|(_, c)| *c).collect();
+        if targets.is_empty() {
+            return;
+        }
+        // Encode once, queue the same bytes everywhere.
+        let frame = msg.to_frame();
+        for conn in targets {
+            self.send_frame(conn, frame.clone(), false);
+        }
+    }
+
+    // ---- production -----------------------------------------------------------------------
+
+    pub(crate) fn produce_tick(&mut self, now: Instant) {
+        if let Some(every) = self.cfg.produce_blocks {
+            self.timers.set(Timer::Produce, now + every);
+        }
+        let Some(parent) = self.chain.tip_header.clone() else { return };
+        let mut txs = Vec::new();
+        let mut bytes = 0usize;
+        for id in &self.chain.mempool_order {
+            let Some(tx) = self.chain.mempool.get(id) else { continue };
+            if txs.len() >= self.cfg.limits.max_block_txs || bytes + tx.0.len() + 200 > self.cfg.limits.max_block_bytes / 2 {
+                break;
+            }
+            bytes += tx.0.len();
+            txs.push(tx.clone());
+        }
+        let time = self.wall_secs(now).unwrap_or(parent.time + 1).max(parent.time);
+        let block = Block::build(&parent, time, txs);
+        self.commit(now, None, alloc::vec![block.clone()], None);
+        if self.sync_target().is_some() {
+            self.gossip(Message::BlockAnnounce(block), None);
+        }
+    }
+
+    // ---- peer exchange --------------------------------------------------------------------
+
+    pub(crate) fn peer_exchange_tick(&mut self, now: Instant) {
+        self.timers.set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
+        let conns: Vec<ConnId> = self.peers.values().copied().collect();
+        for conn in conns {
+            let _ = self.send_request(now, conn, Origin::Chain(ChainReq::Peers), RequestBody::Peers, None);
+            let _ = self.send_request(now, conn, Origin::Chain(ChainReq::Tip), RequestBody::Tip, None);
+        }
+        self.top_up_outbound(now);
+    }
+
+    /// Adds an address to the book (bounded: the entry with most failures goes first).
+    fn learn_addr(&mut self, addr: SocketAddr, node: Option<NodeId>, seen: bool) {
+        if addr.port() == 0 || addr.ip().is_unspecified() || self.never_dial.contains(&addr) {
+            return;
+        }
+        if let Some(n) = node {
+            if self.chain.addr_node.len() >= self.cfg.addr_book_max && !self.chain.addr_node.contains_key(&addr) {
+                self.chain.addr_node.pop_first();
+            }
+            self.chain.addr_node.insert(addr, n);
+        }
+        let key = PeerAddr::from(addr);
+        if !self.chain.book.contains_key(&key) && self.chain.book.len() >= self.cfg.addr_book_max {
+            let worst = self.chain.book.values().max_by_key(|e| (e.failures, e.last_seen.is_none())).map(|e| e.addr);
+            match worst {
+                Some(w) if !seen => {
+                    // A hearsay address does not evict a known one unless that one is failing.
+                    if self.chain.book.get(&w).is_some_and(|e| e.failures == 0) {
+                        return;
+                    }
+                    self.evict_addr(w);
+                }
+                Some(w) => self.evict_addr(w),
+                None => return,
+            }
+        }
+        let now_us = self.now.as_micros();
+        let e = self.chain.book.entry(key).or_insert(AddrEntry { addr: key, failures: 0, last_seen: None });
+        if seen {
+            e.failures = 0;
+            e.last_seen = Some(now_us);
+        }
+        let entry = *e;
+        if let Err(err) = self.store.put_addr(entry) {
+            let now = self.now;
+            self.fatal(now, format!("writing the address book: {err}"));
+        }
+    }
+
+    fn evict_addr(&mut self, addr: PeerAddr) {
+        self.chain.book.remove(&addr);
+        if let Err(err) = self.store.remove_addr(addr) {
+            let now = self.now;
+            self.fatal(now, format!("writing the address book: {err}"));
+        }
+    }
+
+    /// An outbound attempt to `addr` ended: count failures in the book.
+    pub(crate) fn book_conn_closed(&mut self, _now: Instant, addr: SocketAddr, dir: Direction, state: super::conn::ConnState) {
+        if dir != Direction::Outbound || state == super::conn::ConnState::Established {
+            return;
+        }
+        let key = PeerAddr::from(addr);
+        let Some(e) = self.chain.book.get_mut(&key) else { return };
+        e.failures = e.failures.saturating_add(1);
+        if e.failures >= MAX_ADDR_FAILURES {
+            self.evict_addr(key);
+        } else {
+            let entry = *e;
+            if let Err(err) = self.store.put_addr(entry) {
+                let now = self.now;
+                self.fatal(now, format!("writing the address book: {err}"));
+            }
+        }
+    }
+
+    /// Dials addresses from the book until `target_outbound` outbound connections exist or
+    /// are being made.
+    pub(crate) fn top_up_outbound(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        let outbound = self.conns.values().filter(|c| c.dir == Direction::Outbound).count();
+        let mut want = self.cfg.target_outbound.saturating_sub(outbound);
+        if want == 0 {
+            return;
+        }
+        let connected: BTreeSet<NodeId> = self.peers.keys().copied().collect();
+        let mut candidates: Vec<(u32, SocketAddr)> = self
+            .chain
+            .book
+            .values()
+            .map(|e| (e.failures, SocketAddr::from(e.addr)))
+            .filter(|(_, a)| !self.targets.contains_key(a) && !self.never_dial.contains(a))
+            .filter(|(_, a)| self.chain.addr_node.get(a).is_none_or(|n| !connected.contains(n)))
+            .collect();
+        // Fewest failures first; the seeded RNG breaks ties so nodes spread their dials.
+        let mut keyed: Vec<(u32, u64, SocketAddr)> = candidates.drain(..).map(|(f, a)| (f, self.rng.next_u64(), a)).collect();
+        keyed.sort();
+        for (_, _, addr) in keyed {
+            if want == 0 {
+                break;
+            }
+            self.add_target(now, addr, false);
+            want -= 1;
+        }
+    }
+
+    /// Redials the persistent targets that reached `node`.
+    pub(crate) fn redial_node(&mut self, now: Instant, node: NodeId) {
+        let addrs: Vec<SocketAddr> = self.targets.iter().filter(|(_, t)| t.node == Some(node) && t.conn.is_none()).map(|(a, _)| *a).collect();
+        for a in addrs {
+            self.dial_now(now, a);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Storage the machine needs: the chain, the address book and the node's identity.
+//!
+//! The trait is synchronous and small. Implementations must make [`Store::apply`] atomic:
+//! after a crash at any instant the store holds either the old chain or the new one, never a
+//! mix. [`MemStore`] is the in-memory implementation used by the simulator and tests;
+//! `timed-store` implements it on LMDB.
+
+use crate::chain::{Block, BlockHash, Header, Network};
+use crate::id::NodeId;
+use crate::wire::PeerAddr;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// What the address book remembers about one address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AddrEntry {
+    pub addr: PeerAddr,
+    /// Consecutive failed dials; reset by a successful handshake.
+    pub failures: u32,
+    /// Microseconds (machine time) of the last successful handshake, if any.
+    pub last_seen: Option<u64>,
+}
+
+pub trait Store {
+    /// An I/O failure. The machine stops on any store error and reports it; the message should
+    /// name the path and the cause.
+    type Error: fmt::Display + fmt::Debug;
+
+    /// The persisted node identity, if one was created.
+    fn identity(&self) -> Result<Option<NodeId>, Self::Error>;
+    fn set_identity(&mut self, id: NodeId) -> Result<(), Self::Error>;
+
+    /// Height and hash of the best block. A store always holds at least its genesis block.
+    fn tip(&self) -> Result<(u64, BlockHash), Self::Error>;
+    fn header_at(&self, height: u64) -> Result<Option<Header>, Self::Error>;
+    fn block_at(&self, height: u64) -> Result<Option<Block>, Self::Error>;
+    fn hash_at(&self, height: u64) -> Result<Option<BlockHash>, Self::Error> {
+        Ok(self.header_at(height)?.map(|h| h.hash()))
+    }
+
+    /// Atomically removes every block above `rollback_to` (when given), then appends `blocks`,
+    /// which are consecutive and start one above the (possibly rolled back) tip. The caller has
+    /// validated them.
+    fn apply(&mut self, rollback_to: Option<u64>, blocks: &[Block]) -> Result<(), Self::Error>;
+
+    /// Every address in the book.
+    fn addrs(&self) -> Result<Vec<AddrEntry>, Self::Error>;
+    fn put_addr(&mut self, entry: AddrEntry) -> Result<(), Self::Error>;
+    fn remove_addr(&mut self, addr: PeerAddr) -> Result<(), Self::Error>;
+}
+
+/// An in-memory [`Store`]: the simulator's and the tests' store. "Crash and restart with the
+/// store kept" means handing the same `MemStore` to a new machine.
+#[derive(Clone, Debug)]
+pub struct MemStore {
+    identity: Option<NodeId>,
+    blocks: Vec<Block>,
+    addrs: BTreeMap<PeerAddr, AddrEntry>,
+}
+
+/// `MemStore` cannot fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Never {}
+
+impl fmt::Display for Never {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+impl MemStore {
+    /// A store holding only `network`'s genesis block.
+    pub fn new(network: Network) -> Self {
+        MemStore { identity: None, blocks: alloc::vec![network.genesis()], addrs: BTreeMap::new() }
+    }
+
+    pub fn height(&self) -> u64 {
+        self.blocks.len() as u64 - 1
+    }
+
+    /// Appends blocks without validation: for building test chains quickly.
+    pub fn push_unchecked(&mut self, block: Block) {
+        self.blocks.push(block);
+    }
+
+    /// Builds `n` empty blocks on the tip with times one second apart.
+    pub fn extend_empty(&mut self, n: u64) {
+        for _ in 0..n {
+            let prev = &self.blocks[self.blocks.len() - 1].header;
+            let b = Block::build(prev, prev.time + 1, Vec::new());
+            self.blocks.push(b);
+        }
+    }
+}
+
+impl Store for MemStore {
+    type Error = Never;
+
+    fn identity(&self) -> Result<Option<NodeId>, Never> {
+        Ok(self.identity)
+    }
+    fn set_identity(&mut self, id: NodeId) -> Result<(), Never> {
+        self.identity = Some(id);
+        Ok(())
+    }
+    fn tip(&self) -> Result<(u64, BlockHash), Never> {
+        let b = &self.blocks[self.blocks.len() - 1];
+        Ok((b.header.height, b.hash()))
+    }
+    fn header_at(&self, height: u64) -> Result<Option<Header>, Never> {
+        Ok(usize::try_from(height).ok().and_then(|h| self.blocks.get(h)).map(|b| b.header.clone()))
+    }
+    fn block_at(&self, height: u64) -> Result<Option<Block>, Never> {
+        Ok(usize::try_from(height).ok().and_then(|h| self.blocks.get(h)).cloned())
+    }
+    fn apply(&mut self, rollback_to: Option<u64>, blocks: &[Block]) -> Result<(), Never> {
+        if let Some(h) = rollback_to {
+            // Genesis is never rolled back.
+            self.blocks.truncate((h as usize).saturating_add(1).max(1));
+        }
+        self.blocks.extend_from_slice(blocks);
+        Ok(())
+    }
+    fn addrs(&self) -> Result<Vec<AddrEntry>, Never> {
+        Ok(self.addrs.values().copied().collect())
+    }
+    fn put_addr(&mut self, entry: AddrEntry) -> Result<(), Never> {
+        self.addrs.insert(entry.addr, entry);
+        Ok(())
+    }
+    fn remove_addr(&mut self, addr: PeerAddr) -> Result<(), Never> {
+        self.addrs.remove(&addr);
+        Ok(())
+    }
+}
