@@ -26,8 +26,8 @@ struct Node {
     machine: Option<PeerMachine<MemStore>>,
     addr: SocketAddr,
     events: Vec<(Instant, NodeEvent)>,
-    /// Every action the machine emitted, for determinism checks.
-    log: Vec<Action>,
+    /// Every action the machine emitted, with its time.
+    log: Vec<(Instant, Action)>,
 }
 
 /// One direction of an in-memory connection.
@@ -57,6 +57,17 @@ pub struct Switchboard {
     /// Frame decoders per sending end, used only when a filter is set.
     decoders: BTreeMap<End, FrameDecoder>,
     next_port: u16,
+    trace: Option<Vec<Traced>>,
+    trace_decoders: BTreeMap<End, FrameDecoder>,
+}
+
+/// A frame delivered to a machine, as recorded by [`Switchboard::enable_trace`].
+#[derive(Clone, Debug)]
+pub struct Traced {
+    pub at: Instant,
+    pub from: (NodeIx, ConnId),
+    pub to: (NodeIx, ConnId),
+    pub message: Message,
 }
 
 impl fmt::Debug for Switchboard {
@@ -85,6 +96,8 @@ impl Switchboard {
             filter: None,
             decoders: BTreeMap::new(),
             next_port: 40_000,
+            trace: None,
+            trace_decoders: BTreeMap::new(),
         }
     }
 
@@ -115,8 +128,8 @@ impl Switchboard {
         &self.nodes[node].events
     }
 
-    /// Every action `node` emitted so far.
-    pub fn action_log(&self, node: NodeIx) -> &[Action] {
+    /// Every action `node` emitted so far, with its time.
+    pub fn action_log(&self, node: NodeIx) -> &[(Instant, Action)] {
         &self.nodes[node].log
     }
 
@@ -155,7 +168,7 @@ impl Switchboard {
     pub fn drain(&mut self, node: NodeIx) {
         loop {
             let Some(action) = self.nodes[node].machine.as_mut().and_then(|m| m.poll_action()) else { return };
-            self.nodes[node].log.push(action.clone());
+            self.nodes[node].log.push((self.now, action.clone()));
             match action {
                 Action::Send { conn, data } => self.send(node, conn, data),
                 Action::Close { conn } => self.close(node, conn),
@@ -179,6 +192,7 @@ impl Switchboard {
             match d {
                 Delivery::Connect { from, addr } => self.connect(from, addr),
                 Delivery::Bytes { to, data } => {
+                    self.record(to, &data);
                     if let Some(m) = self.nodes[to.node].machine.as_mut() {
                         m.handle(self.now, Input::BytesIn { conn: to.conn, data: &data });
                     }
@@ -308,6 +322,33 @@ impl Switchboard {
         let now = self.now;
         if let Some(m) = self.nodes[node].machine.as_mut() {
             m.handle(now, Input::BytesIn { conn, data });
+        }
+    }
+
+    /// Records every frame delivered from now on; see [`trace`](Self::trace).
+    pub fn enable_trace(&mut self) {
+        self.trace = Some(Vec::new());
+    }
+
+    /// Frames delivered since [`enable_trace`](Self::enable_trace).
+    pub fn trace(&self) -> &[Traced] {
+        self.trace.as_deref().unwrap_or(&[])
+    }
+
+    /// The other end of `(node, conn)`, while the link exists.
+    pub fn remote_end(&self, node: NodeIx, conn: ConnId) -> Option<(NodeIx, ConnId)> {
+        self.peer_of.get(&End { node, conn }).map(|e| (e.node, e.conn))
+    }
+
+    fn record(&mut self, to: End, data: &[u8]) {
+        let Some(trace) = self.trace.as_mut() else { return };
+        let from = self.peer_of.get(&to).copied();
+        let dec = self.trace_decoders.entry(to).or_insert_with(|| FrameDecoder::new(u32::MAX));
+        dec.push(data);
+        while let Ok(Some(payload)) = dec.next_frame() {
+            if let (Ok(Decoded::Known(message)), Some(from)) = (Message::decode(payload), from) {
+                trace.push(Traced { at: self.now, from: (from.node, from.conn), to: (to.node, to.conn), message });
+            }
         }
     }
 

@@ -1,0 +1,101 @@
+//! The event queue: a binary heap ordered by (virtual time, sequence number).
+//!
+//! The sequence number makes the order total and insertion-stable, so two events at the same
+//! instant always run in the order they were scheduled: that is what makes a run a function
+//! of its seed. Events are small `Copy` values; pushing allocates only when the heap grows.
+
+use crate::time::Micros;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Everything that can happen, addressed by index.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ev {
+    /// The front item of one direction of a connection is due.
+    Pipe { conn: u32, dir: u8 },
+    /// A node's `poll_timeout` is due (`gen` invalidates superseded timers).
+    Timer { node: u32, gen: u32 },
+    /// A SYN reaches the dialed address.
+    Syn { conn: u32 },
+    /// The fault plan's entry `idx`.
+    Fault { idx: u32 },
+    /// A pair has held more than one connection since `stamp`; check it is settled.
+    PairCheck { pair: u32, stamp: u32 },
+    /// A node starts its next application query.
+    Query { node: u32 },
+    /// All faults healed some time ago: everyone must be connected.
+    Liveness,
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Micros,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        self.at == o.at && self.seq == o.seq
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap, we pop the earliest.
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Queue {
+    heap: BinaryHeap<Entry>,
+    seq: u64,
+}
+
+impl Queue {
+    pub fn push(&mut self, at: Micros, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Entry { at, seq: self.seq, ev });
+    }
+
+    pub fn pop(&mut self) -> Option<(Micros, Ev)> {
+        self.heap.pop().map(|e| (e.at, e.ev))
+    }
+
+    pub fn peek_time(&self) -> Option<Micros> {
+        self.heap.peek().map(|e| e.at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_by_time_then_insertion_order() {
+        let mut q = Queue::default();
+        q.push(5, Ev::Liveness);
+        q.push(1, Ev::Query { node: 1 });
+        q.push(1, Ev::Query { node: 2 });
+        q.push(0, Ev::Query { node: 3 });
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order,
+            vec![(0, Ev::Query { node: 3 }), (1, Ev::Query { node: 1 }), (1, Ev::Query { node: 2 }), (5, Ev::Liveness)]
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! One TCP connection in the simulator: two ends, and a pipe per direction.
+//!
+//! A pipe holds the bytes in flight (`buf`) and a queue of [`Item`]s to deliver in order:
+//! data chunks (split at random boundaries), the SYN-ACK that tells the dialer it is
+//! connected, and FIN / RST. Only the front item has an event in the queue at any time, so a
+//! connection costs one pending event per direction however much is in flight, and order is
+//! kept by construction.
+
+use crate::model::ModelConn;
+use crate::net::wire::{FrameInfo, Reassembler};
+use crate::time::Micros;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// Something travelling one way on a connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Item {
+    Data { len: u32, due: Micros },
+    SynAck { due: Micros },
+    Fin { due: Micros },
+    Rst { due: Micros },
+}
+
+impl Item {
+    pub fn due(&self) -> Micros {
+        match *self {
+            Item::Data { due, .. } | Item::SynAck { due } | Item::Fin { due } | Item::Rst { due } => due,
+        }
+    }
+}
+
+/// A frame in flight, for the observers: it is received once `end_offset` bytes of the pipe
+/// have been delivered.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameMeta {
+    pub end_offset: u64,
+    pub info: FrameInfo,
+}
+
+#[derive(Debug, Default)]
+pub struct Pipe {
+    pub buf: VecDeque<u8>,
+    pub items: VecDeque<Item>,
+    pub frames: VecDeque<FrameMeta>,
+    /// Bytes ever put in / taken out (frame offsets are in these units).
+    pub pushed: u64,
+    pub delivered: u64,
+    /// Latest due time handed out, so chunks never overtake each other.
+    pub last_due: Micros,
+    /// An event for the front item is in the queue.
+    pub scheduled: bool,
+    /// The front item is waiting for a partition or clog to heal.
+    pub stalled: bool,
+    /// The front item is data waiting for the receiver to resume reading.
+    pub held: bool,
+}
+
+impl Pipe {
+    pub fn in_flight(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.buf = VecDeque::new();
+        self.items.clear();
+        self.frames.clear();
+    }
+}
+
+/// State of one end, as the engine sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EndState {
+    /// The accepting end before the SYN arrived.
+    Pending,
+    /// The model holds this connection.
+    Open,
+    /// The model let go of it (closed it, or was told it closed), or its process died.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct End {
+    pub node: u32,
+    /// The node's incarnation (boot count) that owns this end.
+    pub inc: u32,
+    pub mconn: ModelConn,
+    pub state: EndState,
+    /// The dialer has been told `Connected` (the acceptor is connected once it exists).
+    pub connected: bool,
+    /// The model reports an established peer on it.
+    pub established: bool,
+    pub paused: bool,
+    /// Close requested: a FIN follows once `sendq` is flushed.
+    pub fin_pending: bool,
+    /// Bytes written by the model that did not fit in the socket buffer yet.
+    pub sendq: VecDeque<u8>,
+    /// The writer's stream, cut into frames for filters and observers.
+    pub reasm: Reassembler,
+    /// Nonces of pings received on this end and not yet answered.
+    pub pings_in: Vec<u64>,
+    /// Pings this end sent and has not seen answered: (nonce, sent at).
+    pub pings_out: Vec<(u64, Micros)>,
+    /// Address of this end as the other side sees it.
+    pub addr: SocketAddr,
+}
+
+impl End {
+    pub fn new(node: u32, inc: u32, mconn: ModelConn, state: EndState, addr: SocketAddr) -> Self {
+        End {
+            node,
+            inc,
+            mconn,
+            state,
+            connected: false,
+            established: false,
+            paused: false,
+            fin_pending: false,
+            sendq: VecDeque::new(),
+            reasm: Reassembler::default(),
+            pings_in: Vec::new(),
+            pings_out: Vec::new(),
+            addr,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state == EndState::Open
+    }
+}
+
+/// One connection: `ends[0]` dialed, `ends[1]` accepted; `pipes[d]` carries `ends[d]`'s bytes
+/// to `ends[1 - d]`.
+#[derive(Debug)]
+pub struct Conn {
+    pub ends: [End; 2],
+    pub pipes: [Pipe; 2],
+    /// Index of the node pair (set once the acceptor is known).
+    pub pair: Option<u32>,
+    pub base_latency: Micros,
+    /// The network ate the connection: nothing is delivered any more, nobody is told.
+    pub blackhole: bool,
+    pub created: Micros,
+    /// Established at one end / at both ends, and when.
+    pub live: bool,
+    pub both_up: bool,
+    pub first_live_at: Option<Micros>,
+    pub both_up_at: Option<Micros>,
+    /// Intervals when the connection was established at both ends.
+    pub up_spans: Vec<(Micros, Micros)>,
+    pub closed_at: Option<Micros>,
+    pub close_reason: &'static str,
+}
+
+impl Conn {
+    pub fn fully_closed(&self) -> bool {
+        self.ends.iter().all(|e| e.state != EndState::Open)
+    }
+}
