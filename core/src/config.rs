@@ -170,7 +170,10 @@ impl Config {
             return err("max_requests_in_flight", "must be at least 1");
         }
         if self.max_send_queue < self.max_response_bytes + 1024 {
-            return err("max_send_queue", "must hold at least one response of max_response_bytes");
+            return err(
+                "max_send_queue",
+                "must hold at least one response of max_response_bytes",
+            );
         }
         if self.transport_window == 0 {
             return err("transport_window", "must be greater than zero");
@@ -182,10 +185,16 @@ impl Config {
             return err("sync_parallel", "must be at least 1");
         }
         if self.max_response_bytes < self.limits.max_block_bytes {
-            return err("max_response_bytes", "must hold at least one block of limits.max_block_bytes");
+            return err(
+                "max_response_bytes",
+                "must hold at least one block of limits.max_block_bytes",
+            );
         }
         if self.max_response_bytes + 1024 > self.max_frame as usize {
-            return err("max_response_bytes", "must leave room for framing within max_frame");
+            return err(
+                "max_response_bytes",
+                "must leave room for framing within max_frame",
+            );
         }
         if self.mempool_max == 0 {
             return err("mempool_max", "must be at least 1");

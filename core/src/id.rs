@@ -7,7 +7,9 @@ use core::fmt;
 ///
 /// Peers are keyed by this, never by address: three nodes behind one IP are three peers,
 /// and one node reached over two sockets is one peer.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct NodeId(pub [u8; 32]);
 
 impl NodeId {
@@ -71,7 +73,9 @@ impl fmt::Display for ShortId {
 }
 
 /// A connection, as numbered by the machine. Assigned on `accept` or `dial`, never reused.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub struct ConnId(pub u64);
 
 impl fmt::Display for ConnId {
@@ -82,7 +86,9 @@ impl fmt::Display for ConnId {
 
 /// An application query, as numbered by the machine. Each one ends exactly once with a
 /// [`NodeEvent::QueryDone`](crate::NodeEvent::QueryDone).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub struct QueryId(pub u64);
 
 impl fmt::Display for QueryId {

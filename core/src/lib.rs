@@ -27,8 +27,8 @@ pub use chain::{Block, BlockHash, Header, Network, Tx, TxId};
 pub use config::{Config, ConfigError};
 pub use id::{ConnId, NodeId, QueryId};
 pub use machine::{
-    Action, CloseKind, Counters, Direction, DownReason, Input, Misbehaviour, NodeEvent, PeerMachine, PeerStatus,
-    QueryError, Refused, Status, TxError,
+    Action, CloseKind, Counters, Direction, DownReason, Input, Misbehaviour, NodeEvent,
+    PeerMachine, PeerStatus, QueryError, Refused, Status, TxError,
 };
 pub use store::{AddrEntry, MemStore, Store};
 pub use time::{Duration, Instant};

@@ -72,7 +72,11 @@ impl fmt::Display for Never {
 impl MemStore {
     /// A store holding only `network`'s genesis block.
     pub fn new(network: Network) -> Self {
-        MemStore { identity: None, blocks: alloc::vec![network.genesis()], addrs: BTreeMap::new() }
+        MemStore {
+            identity: None,
+            blocks: alloc::vec![network.genesis()],
+            addrs: BTreeMap::new(),
+        }
     }
 
     pub fn height(&self) -> u64 {
@@ -109,10 +113,16 @@ impl Store for MemStore {
         Ok((b.header.height, b.hash()))
     }
     fn header_at(&self, height: u64) -> Result<Option<Header>, Never> {
-        Ok(usize::try_from(height).ok().and_then(|h| self.blocks.get(h)).map(|b| b.header.clone()))
+        Ok(usize::try_from(height)
+            .ok()
+            .and_then(|h| self.blocks.get(h))
+            .map(|b| b.header.clone()))
     }
     fn block_at(&self, height: u64) -> Result<Option<Block>, Never> {
-        Ok(usize::try_from(height).ok().and_then(|h| self.blocks.get(h)).cloned())
+        Ok(usize::try_from(height)
+            .ok()
+            .and_then(|h| self.blocks.get(h))
+            .cloned())
     }
     fn apply(&mut self, rollback_to: Option<u64>, blocks: &[Block]) -> Result<(), Never> {
         if let Some(h) = rollback_to {

@@ -59,6 +59,8 @@ pub struct Switchboard {
     next_port: u16,
     trace: Option<Vec<Traced>>,
     trace_decoders: BTreeMap<End, FrameDecoder>,
+    /// When set, every send is delivered in pieces of random sizes (exercises framing).
+    split: Option<crate::rng::Rng>,
 }
 
 /// A frame delivered to a machine, as recorded by [`Switchboard::enable_trace`].
@@ -72,7 +74,10 @@ pub struct Traced {
 
 impl fmt::Debug for Switchboard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Switchboard").field("nodes", &self.nodes.len()).field("now", &self.now).finish()
+        f.debug_struct("Switchboard")
+            .field("nodes", &self.nodes.len())
+            .field("now", &self.now)
+            .finish()
     }
 }
 
@@ -98,7 +103,13 @@ impl Switchboard {
             next_port: 40_000,
             trace: None,
             trace_decoders: BTreeMap::new(),
+            split: None,
         }
+    }
+
+    /// Delivers every send split at random boundaries chosen from `seed`.
+    pub fn split_writes(&mut self, seed: u64) {
+        self.split = Some(crate::rng::Rng::new(seed));
     }
 
     pub fn set_latency(&mut self, latency: Duration) {
@@ -107,7 +118,12 @@ impl Switchboard {
 
     /// Adds a machine listening on `addr`.
     pub fn add(&mut self, machine: PeerMachine<MemStore>, addr: SocketAddr) -> NodeIx {
-        self.nodes.push(Node { machine: Some(machine), addr, events: Vec::new(), log: Vec::new() });
+        self.nodes.push(Node {
+            machine: Some(machine),
+            addr,
+            events: Vec::new(),
+            log: Vec::new(),
+        });
         self.nodes.len() - 1
     }
 
@@ -141,7 +157,22 @@ impl Switchboard {
         if let Some(&to) = self.peer_of.get(&from) {
             let data = self.filtered(from, to, data);
             if !self.is_cut(node, to.node) && !data.is_empty() {
-                self.push(self.now + self.latency, Delivery::Bytes { to, data });
+                let at = self.now + self.latency;
+                match self.split.as_mut() {
+                    None => self.push(at, Delivery::Bytes { to, data }),
+                    Some(rng) => {
+                        let mut pieces = Vec::new();
+                        let mut rest = &data[..];
+                        while !rest.is_empty() {
+                            let n = rng.range_inclusive(1, rest.len().min(4096) as u64) as usize;
+                            pieces.push(rest[..n].to_vec());
+                            rest = &rest[n..];
+                        }
+                        for piece in pieces {
+                            self.push(at, Delivery::Bytes { to, data: piece });
+                        }
+                    }
+                }
             }
         }
         // The bytes left this end: report them written.
@@ -161,13 +192,25 @@ impl Switchboard {
     }
 
     pub fn dial(&mut self, node: NodeIx, conn: ConnId, addr: SocketAddr) {
-        self.push(self.now + self.latency, Delivery::Connect { from: End { node, conn }, addr });
+        self.push(
+            self.now + self.latency,
+            Delivery::Connect {
+                from: End { node, conn },
+                addr,
+            },
+        );
     }
 
     /// Carries out everything `node` asked for, recording its events.
     pub fn drain(&mut self, node: NodeIx) {
         loop {
-            let Some(action) = self.nodes[node].machine.as_mut().and_then(|m| m.poll_action()) else { return };
+            let Some(action) = self.nodes[node]
+                .machine
+                .as_mut()
+                .and_then(|m| m.poll_action())
+            else {
+                return;
+            };
             self.nodes[node].log.push((self.now, action.clone()));
             match action {
                 Action::Send { conn, data } => self.send(node, conn, data),
@@ -194,13 +237,25 @@ impl Switchboard {
                 Delivery::Bytes { to, data } => {
                     self.record(to, &data);
                     if let Some(m) = self.nodes[to.node].machine.as_mut() {
-                        m.handle(self.now, Input::BytesIn { conn: to.conn, data: &data });
+                        m.handle(
+                            self.now,
+                            Input::BytesIn {
+                                conn: to.conn,
+                                data: &data,
+                            },
+                        );
                     }
                 }
                 Delivery::Fin { to } => {
                     self.peer_of.remove(&to);
                     if let Some(m) = self.nodes[to.node].machine.as_mut() {
-                        m.handle(self.now, Input::Closed { conn: to.conn, kind: CloseKind::Fin });
+                        m.handle(
+                            self.now,
+                            Input::Closed {
+                                conn: to.conn,
+                                kind: CloseKind::Fin,
+                            },
+                        );
                     }
                 }
             }
@@ -209,19 +264,28 @@ impl Switchboard {
     }
 
     fn connect(&mut self, from: End, addr: SocketAddr) {
-        let target = self.nodes.iter().position(|n| n.addr == addr && n.machine.is_some());
+        let target = self
+            .nodes
+            .iter()
+            .position(|n| n.addr == addr && n.machine.is_some());
         let src_ip = self.nodes[from.node].addr.ip();
         let src = SocketAddr::new(src_ip, self.next_port);
         self.next_port = self.next_port.wrapping_add(1).max(40_000);
         let accepted = match target {
             Some(t) if !self.is_cut(from.node, t) => {
                 let now = self.now;
-                self.nodes[t].machine.as_mut().and_then(|m| m.accept(now, src).ok()).map(|c| End { node: t, conn: c })
+                self.nodes[t]
+                    .machine
+                    .as_mut()
+                    .and_then(|m| m.accept(now, src).ok())
+                    .map(|c| End { node: t, conn: c })
             }
             _ => None,
         };
         let now = self.now;
-        let Some(m) = self.nodes[from.node].machine.as_mut() else { return };
+        let Some(m) = self.nodes[from.node].machine.as_mut() else {
+            return;
+        };
         match accepted {
             Some(to) => {
                 self.peer_of.insert(from, to);
@@ -235,7 +299,11 @@ impl Switchboard {
     /// The earliest instant anything is due: a delivery or a machine timer.
     pub fn next_deadline(&self) -> Option<Instant> {
         let d = self.queue.keys().next().map(|k| k.0);
-        let t = self.nodes.iter().filter_map(|n| n.machine.as_ref()?.poll_timeout()).min();
+        let t = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref()?.poll_timeout())
+            .min();
         match (d, t) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -337,17 +405,29 @@ impl Switchboard {
 
     /// The other end of `(node, conn)`, while the link exists.
     pub fn remote_end(&self, node: NodeIx, conn: ConnId) -> Option<(NodeIx, ConnId)> {
-        self.peer_of.get(&End { node, conn }).map(|e| (e.node, e.conn))
+        self.peer_of
+            .get(&End { node, conn })
+            .map(|e| (e.node, e.conn))
     }
 
     fn record(&mut self, to: End, data: &[u8]) {
-        let Some(trace) = self.trace.as_mut() else { return };
+        let Some(trace) = self.trace.as_mut() else {
+            return;
+        };
         let from = self.peer_of.get(&to).copied();
-        let dec = self.trace_decoders.entry(to).or_insert_with(|| FrameDecoder::new(u32::MAX));
+        let dec = self
+            .trace_decoders
+            .entry(to)
+            .or_insert_with(|| FrameDecoder::new(u32::MAX));
         dec.push(data);
         while let Ok(Some(payload)) = dec.next_frame() {
             if let (Ok(Decoded::Known(message)), Some(from)) = (Message::decode(payload), from) {
-                trace.push(Traced { at: self.now, from: (from.node, from.conn), to: (to.node, to.conn), message });
+                trace.push(Traced {
+                    at: self.now,
+                    from: (from.node, from.conn),
+                    to: (to.node, to.conn),
+                    message,
+                });
             }
         }
     }
@@ -359,8 +439,13 @@ impl Switchboard {
 
     /// Applies the filter frame by frame, re-framing what is kept.
     fn filtered(&mut self, from: End, to: End, data: Vec<u8>) -> Vec<u8> {
-        let Some(filter) = self.filter.as_mut() else { return data };
-        let dec = self.decoders.entry(from).or_insert_with(|| FrameDecoder::new(u32::MAX));
+        let Some(filter) = self.filter.as_mut() else {
+            return data;
+        };
+        let dec = self
+            .decoders
+            .entry(from)
+            .or_insert_with(|| FrameDecoder::new(u32::MAX));
         dec.push(&data);
         let mut out = Vec::new();
         while let Ok(Some(payload)) = dec.next_frame() {

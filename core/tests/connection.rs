@@ -12,19 +12,34 @@ fn simultaneous_open_converges_to_one_connection_and_both_ends_agree() {
     for seed_latency in 0..24u64 {
         let mut net = Switchboard::new();
         net.set_latency(secs(0) + timed_core::Duration::from_micros(100 + seed_latency * 3_777));
-        let a = add(&mut net, 1 + (seed_latency % 3) as u8, "127.0.0.1:7000", &["127.0.0.1:7001"]);
+        let a = add(
+            &mut net,
+            1 + (seed_latency % 3) as u8,
+            "127.0.0.1:7000",
+            &["127.0.0.1:7001"],
+        );
         let b = add(&mut net, 9, "127.0.0.1:7001", &["127.0.0.1:7000"]);
         // Both dial at t=0: the two connections cross.
         for t in [1u64, 2, 3, 5, 10, 60, 600] {
             net.run_until(Instant::ZERO + secs(t));
             // Never zero connections once the handshakes had time to finish.
             if t >= 1 {
-                assert!(!peer_ids(&mut net, a).is_empty(), "node a lost its peer at t={t}s");
-                assert!(!peer_ids(&mut net, b).is_empty(), "node b lost its peer at t={t}s");
+                assert!(
+                    !peer_ids(&mut net, a).is_empty(),
+                    "node a lost its peer at t={t}s"
+                );
+                assert!(
+                    !peer_ids(&mut net, b).is_empty(),
+                    "node b lost its peer at t={t}s"
+                );
             }
         }
         assert_single_link(&mut net, a, b);
-        assert_eq!(peer_downs(&net, a) + peer_downs(&net, b), 0, "a simultaneous open must not flap the peer");
+        assert_eq!(
+            peer_downs(&net, a) + peer_downs(&net, b),
+            0,
+            "a simultaneous open must not flap the peer"
+        );
         assert_eq!(net.machine(a).status().counters.reconnects, 0);
         // The kept connection is the one the smaller node id initiated.
         let (ida, idb) = (net.machine(a).node_id(), net.machine(b).node_id());
@@ -35,13 +50,17 @@ fn simultaneous_open_converges_to_one_connection_and_both_ends_agree() {
 }
 
 #[test]
-fn a_restarted_peer_takes_over_its_half_open_connection_within_the_probe_timeout_whichever_side_dialed() {
+fn a_restarted_peer_takes_over_its_half_open_connection_within_the_probe_timeout_whichever_side_dialed(
+) {
     // `dialer_restarts`: the original connection was dialed by the node that restarts (true)
     // or by the node that stays (false).
     for dialer_restarts in [true, false] {
         let mut net = Switchboard::new();
-        let (stay_peers, restart_peers): (&[&str], &[&str]) =
-            if dialer_restarts { (&[], &["127.0.0.1:7000"]) } else { (&["127.0.0.1:7001"], &["127.0.0.1:7000"]) };
+        let (stay_peers, restart_peers): (&[&str], &[&str]) = if dialer_restarts {
+            (&[], &["127.0.0.1:7000"])
+        } else {
+            (&["127.0.0.1:7001"], &["127.0.0.1:7000"])
+        };
         let stay = add(&mut net, 1, "127.0.0.1:7000", stay_peers);
         let mut cfg = config(2, "127.0.0.1:7001", restart_peers);
         let r = net.add(machine(cfg.clone(), net.now()), addr("127.0.0.1:7001"));
@@ -53,20 +72,41 @@ fn a_restarted_peer_takes_over_its_half_open_connection_within_the_probe_timeout
         let store = net.crash(r).expect("running");
         cfg.seed += 1; // a new process: new boot nonce
         let restarted_at = net.now();
-        net.restart(r, timed_core::PeerMachine::new(cfg, store, restarted_at).expect("config"));
+        net.restart(
+            r,
+            timed_core::PeerMachine::new(cfg, store, restarted_at).expect("config"),
+        );
         net.run_for(secs(10));
-        let new_conn = net.machine(stay).peer_conn(id(2)).expect("the restarted peer is connected again");
-        assert_ne!(new_conn, old_conn, "the newcomer must replace the half-open connection");
+        let new_conn = net
+            .machine(stay)
+            .peer_conn(id(2))
+            .expect("the restarted peer is connected again");
+        assert_ne!(
+            new_conn, old_conn,
+            "the newcomer must replace the half-open connection"
+        );
         assert_single_link(&mut net, stay, r);
         // It happened within the probe timeout of the newcomer's handshake (latency ≪ 1 s).
         let replaced_at = net
             .events(stay)
             .iter()
-            .find(|(_, e)| matches!(e, NodeEvent::PeerDown { reason: DownReason::Replaced, .. }))
+            .find(|(_, e)| {
+                matches!(
+                    e,
+                    NodeEvent::PeerDown {
+                        reason: DownReason::Replaced,
+                        ..
+                    }
+                )
+            })
             .map(|(t, _)| *t)
             .expect("the old connection was replaced");
         let probe = net.machine(stay).config().probe_timeout;
-        assert!(replaced_at - restarted_at <= probe + secs(1), "took {:?}", replaced_at - restarted_at);
+        assert!(
+            replaced_at - restarted_at <= probe + secs(1),
+            "took {:?}",
+            replaced_at - restarted_at
+        );
     }
 }
 
@@ -82,14 +122,23 @@ fn a_second_connection_claiming_a_live_peers_id_is_refused_and_the_live_one_kept
     impostor.seed = 999;
     let i = net.add(machine(impostor, net.now()), addr("127.0.0.9:7001"));
     net.run_for(secs(600));
-    assert_eq!(net.machine(a).peer_conn(id(2)), Some(live), "a claim alone must never evict a live connection");
+    assert_eq!(
+        net.machine(a).peer_conn(id(2)),
+        Some(live),
+        "a claim alone must never evict a live connection"
+    );
     assert_single_link(&mut net, a, b);
     assert!(peer_ids(&mut net, i).is_empty());
     let refused = count_events(&net, i, |e| {
         matches!(
             e,
-            NodeEvent::ConnFailed { reason: DownReason::GoodbyeReceived(GoodbyeReason::Duplicate), .. }
-                | NodeEvent::PeerDown { reason: DownReason::GoodbyeReceived(GoodbyeReason::Duplicate), .. }
+            NodeEvent::ConnFailed {
+                reason: DownReason::GoodbyeReceived(GoodbyeReason::Duplicate),
+                ..
+            } | NodeEvent::PeerDown {
+                reason: DownReason::GoodbyeReceived(GoodbyeReason::Duplicate),
+                ..
+            }
         )
     });
     assert!(refused >= 1, "the impostor is told Duplicate");
@@ -111,13 +160,22 @@ fn a_pong_always_leaves_on_the_connection_its_ping_arrived_on() {
         if let Message::Ping { nonce } = t.message {
             pings += 1;
             let answered = trace.iter().any(|p| {
-                matches!(p.message, Message::Pong { nonce: n } if n == nonce) && p.from == t.to && p.to == t.from
+                matches!(p.message, Message::Pong { nonce: n } if n == nonce)
+                    && p.from == t.to
+                    && p.to == t.from
             });
             let conn_ended_soon = t.at + secs(1) > net.now();
-            assert!(answered || conn_ended_soon, "ping {nonce:x} on {:?} not answered on the same connection", t.to);
+            assert!(
+                answered || conn_ended_soon,
+                "ping {nonce:x} on {:?} not answered on the same connection",
+                t.to
+            );
         }
     }
-    assert!(pings > 3 * 2 * 100, "expected steady pinging, saw {pings} pings");
+    assert!(
+        pings > 3 * 2 * 100,
+        "expected steady pinging, saw {pings} pings"
+    );
     for n in [n1, n2, n3] {
         assert_eq!(net.machine(n).status().peers.len(), 2);
     }
@@ -154,13 +212,19 @@ fn a_healthy_pair_stays_connected_for_24_virtual_hours_with_every_ping_answered(
         let p = &s.peers[0];
         // 24 h / 30 s = 2880 pings, plus the first one at connect.
         assert!(p.pings_sent >= 2880, "pings sent: {}", p.pings_sent);
-        assert!(p.pongs_received + 1 >= p.pings_sent, "{} pings, {} pongs", p.pings_sent, p.pongs_received);
+        assert!(
+            p.pongs_received + 1 >= p.pings_sent,
+            "{} pings, {} pongs",
+            p.pings_sent,
+            p.pongs_received
+        );
         assert_eq!(s.counters.ping_timeouts, 0);
     }
 }
 
 #[test]
-fn a_peer_that_stops_answering_is_dropped_at_exactly_the_ping_timeout_then_redialed_with_growing_backoff() {
+fn a_peer_that_stops_answering_is_dropped_at_exactly_the_ping_timeout_then_redialed_with_growing_backoff(
+) {
     let mut net = Switchboard::new();
     net.enable_trace();
     let a = add(&mut net, 1, "127.0.0.1:7000", &["127.0.0.1:7001"]);
@@ -170,7 +234,13 @@ fn a_peer_that_stops_answering_is_dropped_at_exactly_the_ping_timeout_then_redia
     net.cut(a, b);
     let cut_at = net.now();
     net.run_for(secs(1800));
-    let last_heard = net.trace().iter().filter(|t| t.to.0 == a && t.at <= cut_at).map(|t| t.at).max().expect("traffic");
+    let last_heard = net
+        .trace()
+        .iter()
+        .filter(|t| t.to.0 == a && t.at <= cut_at)
+        .map(|t| t.at)
+        .max()
+        .expect("traffic");
     let (down_at, reason) = net
         .events(a)
         .iter()
@@ -180,11 +250,22 @@ fn a_peer_that_stops_answering_is_dropped_at_exactly_the_ping_timeout_then_redia
         })
         .expect("peer dropped");
     assert_eq!(reason, DownReason::GoodbyeSent(GoodbyeReason::PingTimeout));
-    assert_eq!(down_at - last_heard, net.machine(a).config().ping_timeout, "dropped exactly at the ping timeout");
-    let dials: Vec<Instant> =
-        net.action_log(a).iter().filter(|(t, act)| *t >= down_at && matches!(act, Action::Dial { .. })).map(|(t, _)| *t).collect();
+    assert_eq!(
+        down_at - last_heard,
+        net.machine(a).config().ping_timeout,
+        "dropped exactly at the ping timeout"
+    );
+    let dials: Vec<Instant> = net
+        .action_log(a)
+        .iter()
+        .filter(|(t, act)| *t >= down_at && matches!(act, Action::Dial { .. }))
+        .map(|(t, _)| *t)
+        .collect();
     assert!(dials.len() >= 6, "redials: {dials:?}");
-    let gaps: Vec<u64> = dials.windows(2).map(|w| (w[1] - w[0]).as_micros()).collect();
+    let gaps: Vec<u64> = dials
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_micros())
+        .collect();
     for g in gaps.windows(2) {
         assert!(g[1] > g[0], "backoff must grow: gaps {gaps:?}");
     }
@@ -218,7 +299,12 @@ fn a_peer_on_another_network_is_told_why_and_dropped() {
     let mut other = config(2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
     other.network = timed_core::Network::Testnet;
     let b = net.add(
-        timed_core::PeerMachine::new(other, timed_core::MemStore::new(timed_core::Network::Testnet), net.now()).expect("config"),
+        timed_core::PeerMachine::new(
+            other,
+            timed_core::MemStore::new(timed_core::Network::Testnet),
+            net.now(),
+        )
+        .expect("config"),
         addr("127.0.0.1:7001"),
     );
     net.run_for(secs(5));
@@ -249,7 +335,13 @@ fn a_peer_with_another_genesis_is_told_why() {
         user_agent: "test".into(),
     };
     hello.best_hash = hello.genesis;
-    m.handle(now, timed_core::Input::BytesIn { conn, data: &Message::Hello(hello).to_frame() });
+    m.handle(
+        now,
+        timed_core::Input::BytesIn {
+            conn,
+            data: &Message::Hello(hello).to_frame(),
+        },
+    );
     let mut goodbye = None;
     let mut closed = false;
     while let Some(a) = m.poll_action() {
@@ -269,7 +361,11 @@ fn a_peer_with_another_genesis_is_told_why() {
     }
     let g = goodbye.expect("told why");
     assert_eq!(g.reason, GoodbyeReason::WrongGenesis);
-    assert!(g.detail.contains("0707"), "detail names their genesis: {}", g.detail);
+    assert!(
+        g.detail.contains("0707"),
+        "detail names their genesis: {}",
+        g.detail
+    );
     assert!(closed);
 }
 
@@ -279,16 +375,34 @@ fn garbage_before_hello_is_a_protocol_error_that_disconnects() {
     let mut m = machine(config(1, "127.0.0.1:7000", &[]), now);
     let conn = m.accept(now, addr("127.0.0.1:5000")).expect("accepted");
     // A plausible frame holding a Ping: a valid message, but not a Hello.
-    m.handle(now, timed_core::Input::BytesIn { conn, data: &Message::Ping { nonce: 1 }.to_frame() });
+    m.handle(
+        now,
+        timed_core::Input::BytesIn {
+            conn,
+            data: &Message::Ping { nonce: 1 }.to_frame(),
+        },
+    );
     let actions: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
-    assert!(actions.iter().any(|a| matches!(a, Action::Close { conn: c } if *c == conn)));
-    assert!(actions.iter().any(|a| matches!(a, Action::Notify(NodeEvent::Misbehaved { .. }))));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { conn: c } if *c == conn)));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Notify(NodeEvent::Misbehaved { .. }))));
     assert_eq!(m.status().counters.protocol_errors, 1);
     // Pure noise on a second connection too.
     let conn2 = m.accept(now, addr("127.0.0.1:5001")).expect("accepted");
-    m.handle(now, timed_core::Input::BytesIn { conn: conn2, data: &[9, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4] });
+    m.handle(
+        now,
+        timed_core::Input::BytesIn {
+            conn: conn2,
+            data: &[9, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4],
+        },
+    );
     let actions: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
-    assert!(actions.iter().any(|a| matches!(a, Action::Close { conn: c } if *c == conn2)));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { conn: c } if *c == conn2)));
     assert_eq!(m.status().connections, 0);
 }
 
@@ -304,7 +418,11 @@ fn a_4gib_length_prefix_disconnects_the_peer() {
     assert!(net.machine(a).peer_conn(id(2)).is_none());
     assert_eq!(net.machine(a).status().counters.protocol_errors, 1);
     let told = goodbyes_sent(&net, a);
-    assert!(told.iter().any(|(r, d)| *r == GoodbyeReason::ProtocolError && d.contains("4294967295")), "{told:?}");
+    assert!(
+        told.iter()
+            .any(|(r, d)| *r == GoodbyeReason::ProtocolError && d.contains("4294967295")),
+        "{told:?}"
+    );
     let _ = b;
 }
 
@@ -321,7 +439,11 @@ fn an_unknown_message_kind_is_skipped_and_counted() {
     net.inject(a, conn, &frame);
     net.run_for(secs(60));
     assert_eq!(net.machine(a).status().counters.unknown_kinds, 1);
-    assert_eq!(net.machine(a).peer_conn(id(2)), Some(conn), "the connection survives");
+    assert_eq!(
+        net.machine(a).peer_conn(id(2)),
+        Some(conn),
+        "the connection survives"
+    );
     assert_single_link(&mut net, a, b);
     let _ = MessageKind::ALL;
 }
@@ -331,8 +453,14 @@ fn a_self_connection_is_dropped_and_that_address_never_dialed_again() {
     let mut net = Switchboard::new();
     let a = add(&mut net, 1, "127.0.0.1:7000", &["127.0.0.1:7000"]);
     net.run_for(secs(3600));
-    let dials = net.action_log(a).iter().filter(|(_, act)| matches!(act, Action::Dial { .. })).count();
+    let dials = net
+        .action_log(a)
+        .iter()
+        .filter(|(_, act)| matches!(act, Action::Dial { .. }))
+        .count();
     assert_eq!(dials, 1);
-    assert!(goodbyes_sent(&net, a).iter().any(|(r, _)| *r == GoodbyeReason::SelfConnection));
+    assert!(goodbyes_sent(&net, a)
+        .iter()
+        .any(|(r, _)| *r == GoodbyeReason::SelfConnection));
     assert!(peer_ids(&mut net, a).is_empty());
 }

@@ -91,12 +91,14 @@ pub(crate) fn addr_key(addr: &PeerAddr) -> Vec<u8> {
 
 pub(crate) fn decode_addr_key(key: &[u8]) -> Option<PeerAddr> {
     match key {
-        [0, rest @ ..] if rest.len() == 6 => {
-            Some(PeerAddr::V4(rest[..4].try_into().ok()?, u16::from_be_bytes(rest[4..].try_into().ok()?)))
-        }
-        [1, rest @ ..] if rest.len() == 18 => {
-            Some(PeerAddr::V6(rest[..16].try_into().ok()?, u16::from_be_bytes(rest[16..].try_into().ok()?)))
-        }
+        [0, rest @ ..] if rest.len() == 6 => Some(PeerAddr::V4(
+            rest[..4].try_into().ok()?,
+            u16::from_be_bytes(rest[4..].try_into().ok()?),
+        )),
+        [1, rest @ ..] if rest.len() == 18 => Some(PeerAddr::V6(
+            rest[..16].try_into().ok()?,
+            u16::from_be_bytes(rest[16..].try_into().ok()?),
+        )),
         _ => None,
     }
 }
@@ -122,7 +124,11 @@ pub(crate) fn decode_addr(key: &[u8], value: &[u8]) -> Option<AddrEntry> {
         1 => Some(u64::from_le_bytes(value[5..13].try_into().ok()?)),
         _ => return None,
     };
-    Some(AddrEntry { addr, failures, last_seen })
+    Some(AddrEntry {
+        addr,
+        failures,
+        last_seen,
+    })
 }
 
 #[cfg(test)]
@@ -131,7 +137,12 @@ mod tests {
 
     #[test]
     fn header_round_trips_through_its_hash_encoding() {
-        let h = Header { height: 7, prev: BlockHash([3; 32]), time: 99, tx_root: [4; 32] };
+        let h = Header {
+            height: 7,
+            prev: BlockHash([3; 32]),
+            time: 99,
+            tx_root: [4; 32],
+        };
         assert_eq!(decode_header(&h.encode()), Some(h));
         assert_eq!(decode_header(&[0; 79]), None);
     }
@@ -170,8 +181,15 @@ mod tests {
     #[test]
     fn addr_entry_round_trips() {
         for last_seen in [None, Some(0), Some(u64::MAX)] {
-            let e = AddrEntry { addr: PeerAddr::V4([1, 2, 3, 4], 5), failures: 6, last_seen };
-            assert_eq!(decode_addr(&addr_key(&e.addr), &encode_addr_value(&e)), Some(e));
+            let e = AddrEntry {
+                addr: PeerAddr::V4([1, 2, 3, 4], 5),
+                failures: 6,
+                last_seen,
+            };
+            assert_eq!(
+                decode_addr(&addr_key(&e.addr), &encode_addr_value(&e)),
+                Some(e)
+            );
         }
     }
 }

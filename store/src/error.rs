@@ -42,7 +42,11 @@ pub enum StoreError {
          choose another --data-dir for {expected} (or run this one with --network {found})",
         path.display()
     )]
-    WrongNetwork { path: PathBuf, found: String, expected: Network },
+    WrongNetwork {
+        path: PathBuf,
+        found: String,
+        expected: Network,
+    },
 
     /// The directory holds a chain of the same network name but with another genesis block:
     /// it was created by an incompatible build.
@@ -51,7 +55,12 @@ pub enum StoreError {
          {network} genesis is {expected}: it was created by an incompatible build; choose another --data-dir",
         path.display()
     )]
-    WrongGenesis { path: PathBuf, network: Network, found: BlockHash, expected: BlockHash },
+    WrongGenesis {
+        path: PathBuf,
+        network: Network,
+        found: BlockHash,
+        expected: BlockHash,
+    },
 
     /// The store was written in a layout this build does not read.
     #[error(
@@ -59,7 +68,11 @@ pub enum StoreError {
          run the timed version that wrote it, or choose another --data-dir",
         path.display()
     )]
-    UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
 
     /// The same store was opened twice in one process (heed forbids it; it would let two
     /// handles believe they each own the chain).
@@ -82,7 +95,10 @@ pub enum StoreError {
 
     /// Any other LMDB or I/O failure.
     #[error("error on the store at {}: {source}; check the disk and the directory, or choose another --data-dir", path.display())]
-    Lmdb { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync + 'static> },
+    Lmdb {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl StoreError {
@@ -104,13 +120,19 @@ impl StoreError {
     }
 
     pub(crate) fn corrupt(path: &Path, detail: impl Into<String>) -> Self {
-        StoreError::Corrupt { path: path.to_path_buf(), detail: detail.into() }
+        StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: detail.into(),
+        }
     }
 }
 
 /// Sorts an OS error into the variant an operator can act on.
 pub(crate) fn classify_io(path: &Path, err: io::Error) -> StoreError {
-    classify_io_or(path, err, |path, err| StoreError::Lmdb { path, source: Box::new(err) })
+    classify_io_or(path, err, |path, err| StoreError::Lmdb {
+        path,
+        source: Box::new(err),
+    })
 }
 
 /// Like [`classify_io`], with the variant to use when the cause is neither a full disk nor
@@ -137,12 +159,25 @@ pub(crate) fn classify(path: &Path, map_size: usize, err: heed::Error) -> StoreE
     match err {
         // heed turns LMDB's "other" codes (plain errno values) into `Io`.
         heed::Error::Io(e) => classify_io(path, e),
-        heed::Error::Mdb(M::MapFull) => StoreError::MapFull { path: path.to_path_buf(), map_size },
+        heed::Error::Mdb(M::MapFull) => StoreError::MapFull {
+            path: path.to_path_buf(),
+            map_size,
+        },
         heed::Error::Mdb(
-            e @ (M::Invalid | M::VersionMismatch | M::Corrupted | M::PageNotFound | M::Panic | M::Incompatible),
+            e @ (M::Invalid
+            | M::VersionMismatch
+            | M::Corrupted
+            | M::PageNotFound
+            | M::Panic
+            | M::Incompatible),
         ) => StoreError::corrupt(path, format!("LMDB reports: {e}")),
-        heed::Error::EnvAlreadyOpened => StoreError::AlreadyOpen { path: path.to_path_buf() },
-        other => StoreError::Lmdb { path: path.to_path_buf(), source: Box::new(other) },
+        heed::Error::EnvAlreadyOpened => StoreError::AlreadyOpen {
+            path: path.to_path_buf(),
+        },
+        other => StoreError::Lmdb {
+            path: path.to_path_buf(),
+            source: Box::new(other),
+        },
     }
 }
 
@@ -177,7 +212,11 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn enospc_names_the_path_and_says_what_to_do() {
-        let e = classify(Path::new("/x"), 1 << 30, heed::Error::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
+        let e = classify(
+            Path::new("/x"),
+            1 << 30,
+            heed::Error::Io(io::Error::from_raw_os_error(libc::ENOSPC)),
+        );
         assert!(matches!(e, StoreError::DiskFull { .. }), "{e:?}");
         let msg = e.to_string();
         assert!(msg.starts_with("the disk holding /x is full ("), "{msg}");
@@ -195,30 +234,52 @@ mod tests {
     #[test]
     fn eacces_and_erofs_are_permission_errors() {
         for code in [libc::EACCES, libc::EROFS, libc::EPERM] {
-            let e = classify(Path::new("/data/timed"), 0, heed::Error::Io(io::Error::from_raw_os_error(code)));
+            let e = classify(
+                Path::new("/data/timed"),
+                0,
+                heed::Error::Io(io::Error::from_raw_os_error(code)),
+            );
             assert!(matches!(e, StoreError::PermissionDenied { .. }), "{e:?}");
             let msg = e.to_string();
-            assert!(msg.contains("/data/timed") && msg.contains("--data-dir"), "{msg}");
+            assert!(
+                msg.contains("/data/timed") && msg.contains("--data-dir"),
+                "{msg}"
+            );
         }
     }
 
     #[test]
     fn map_full_reports_the_map_size() {
-        let e = classify(Path::new("/x"), 4096, heed::Error::Mdb(heed::MdbError::MapFull));
+        let e = classify(
+            Path::new("/x"),
+            4096,
+            heed::Error::Mdb(heed::MdbError::MapFull),
+        );
         let msg = e.to_string();
-        assert!(msg.contains("/x") && msg.contains("4096 bytes") && msg.contains("MDB_MAP_FULL"), "{msg}");
+        assert!(
+            msg.contains("/x") && msg.contains("4096 bytes") && msg.contains("MDB_MAP_FULL"),
+            "{msg}"
+        );
         assert_eq!(e.path(), Path::new("/x"));
     }
 
     #[test]
     fn a_non_lmdb_file_is_reported_as_corrupt() {
-        let e = classify(Path::new("/x"), 0, heed::Error::Mdb(heed::MdbError::Invalid));
+        let e = classify(
+            Path::new("/x"),
+            0,
+            heed::Error::Mdb(heed::MdbError::Invalid),
+        );
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
     }
 
     #[test]
     fn other_lmdb_errors_keep_their_source() {
-        let e = classify(Path::new("/x"), 0, heed::Error::Mdb(heed::MdbError::ReadersFull));
+        let e = classify(
+            Path::new("/x"),
+            0,
+            heed::Error::Mdb(heed::MdbError::ReadersFull),
+        );
         assert!(matches!(e, StoreError::Lmdb { .. }), "{e:?}");
         assert!(std::error::Error::source(&e).is_some());
     }

@@ -52,7 +52,9 @@ impl StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { map_size: Self::DEFAULT_MAP_SIZE }
+        StoreOptions {
+            map_size: Self::DEFAULT_MAP_SIZE,
+        }
     }
 }
 
@@ -150,7 +152,11 @@ impl HeedStore {
     ///
     /// A new store holds `network.genesis()`. An existing one must have been created for the
     /// same network, genesis and [`FORMAT_VERSION`].
-    pub fn open_with(path: impl AsRef<Path>, network: Network, options: StoreOptions) -> Result<HeedStore, StoreError> {
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        network: Network,
+        options: StoreOptions,
+    ) -> Result<HeedStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         create_dir(&path)?;
         let map_size = round_map_size(options.map_size);
@@ -163,7 +169,8 @@ impl HeedStore {
         // that relax LMDB's guarantees. What remains is outside any program's control
         // (someone truncating the file by hand), as with every mmap-based store.
         #[allow(unsafe_code)]
-        let env = unsafe { env_options.open(&path) }.map_err(|e| error::classify(&path, map_size, e))?;
+        let env =
+            unsafe { env_options.open(&path) }.map_err(|e| error::classify(&path, map_size, e))?;
         let err = |e| error::classify(&path, map_size, e);
 
         // A killed process leaves its reader slot behind; until cleared it pins old pages,
@@ -175,8 +182,10 @@ impl HeedStore {
         let outcome = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| {
                 let meta = dbo.create_database::<Str, Bytes>(wtxn, Some(names::META))?;
-                let headers = dbo.create_database::<U64<BigEndian>, Bytes>(wtxn, Some(names::HEADERS))?;
-                let bodies = dbo.create_database::<U64<BigEndian>, Bytes>(wtxn, Some(names::BODIES))?;
+                let headers =
+                    dbo.create_database::<U64<BigEndian>, Bytes>(wtxn, Some(names::HEADERS))?;
+                let bodies =
+                    dbo.create_database::<U64<BigEndian>, Bytes>(wtxn, Some(names::BODIES))?;
                 let identity = dbo.create_database::<Str, Bytes>(wtxn, Some(names::IDENTITY))?;
                 let addrs = dbo.create_database::<Bytes, Bytes>(wtxn, Some(names::ADDRS))?;
 
@@ -191,7 +200,10 @@ impl HeedStore {
                         bodies.put(wtxn, &0, &codec::encode_body(&genesis.txs))?;
                         Ok(())
                     }
-                    None => Err(StoreError::corrupt(&path, "it holds blocks but no meta record")),
+                    None => Err(StoreError::corrupt(
+                        &path,
+                        "it holds blocks but no meta record",
+                    )),
                     Some(format) => check_meta(&path, network, format, &meta, &headers, wtxn)?,
                 };
                 Ok::<_, heed::Error>(match decided {
@@ -205,7 +217,17 @@ impl HeedStore {
             CommitOrAbort::Commit(dbs) => dbs,
             CommitOrAbort::Abort(e) => return Err(e),
         };
-        Ok(HeedStore { env, path, network, map_size, meta, headers, bodies, identity, addrs })
+        Ok(HeedStore {
+            env,
+            path,
+            network,
+            map_size,
+            meta,
+            headers,
+            bodies,
+            identity,
+            addrs,
+        })
     }
 
     /// The data directory.
@@ -236,9 +258,18 @@ impl HeedStore {
         let expected_genesis = self.network.genesis();
         // `open` checked the meta record; check it again so that `verify` alone vouches for
         // the whole store.
-        match self.meta.get(&rtxn, names::META_GENESIS).map_err(|e| self.err(e))? {
+        match self
+            .meta
+            .get(&rtxn, names::META_GENESIS)
+            .map_err(|e| self.err(e))?
+        {
             Some(h) if h == expected_genesis.hash().0 => {}
-            _ => return Err(self.corrupt(format!("the meta record does not name the {} genesis", self.network))),
+            _ => {
+                return Err(self.corrupt(format!(
+                    "the meta record does not name the {} genesis",
+                    self.network
+                )))
+            }
         }
         let mut parent: Option<Header> = None;
         let mut bodies = self.bodies.iter(&rtxn).map_err(|e| self.err(e))?;
@@ -256,10 +287,15 @@ impl HeedStore {
                 }
                 Some(p) => {
                     if key != p.height + 1 {
-                        return Err(self.corrupt(format!("blocks {} to {} are missing", p.height + 1, key - 1)));
+                        return Err(self.corrupt(format!(
+                            "blocks {} to {} are missing",
+                            p.height + 1,
+                            key - 1
+                        )));
                     }
                     if header.prev != p.hash() {
-                        return Err(self.corrupt(format!("block {key} does not link to block {}", p.height)));
+                        return Err(self
+                            .corrupt(format!("block {key} does not link to block {}", p.height)));
                     }
                 }
             }
@@ -268,17 +304,24 @@ impl HeedStore {
                 None => return Err(self.corrupt(format!("the body of block {key} is missing"))),
             };
             if body.0 != key {
-                return Err(self.corrupt(format!("the body of block {key} is missing (found one for {})", body.0)));
+                return Err(self.corrupt(format!(
+                    "the body of block {key} is missing (found one for {})",
+                    body.0
+                )));
             }
             let txs = self.decode_body(key, body.1)?;
             if merkle_root(&txs) != header.tx_root {
-                return Err(self.corrupt(format!("the transactions of block {key} do not match its tx_root")));
+                return Err(self.corrupt(format!(
+                    "the transactions of block {key} do not match its tx_root"
+                )));
             }
             parent = Some(header);
         }
         if let Some(extra) = bodies.next() {
             let (key, _) = extra.map_err(|e| self.err(e))?;
-            return Err(self.corrupt(format!("a body is stored for block {key}, which has no header")));
+            return Err(self.corrupt(format!(
+                "a body is stored for block {key}, which has no header"
+            )));
         }
         match parent {
             Some(tip) => Ok(tip.height),
@@ -289,13 +332,18 @@ impl HeedStore {
     /// The persisted identity, or a new one from `generate`, stored before it is returned.
     /// Read and create happen in one write transaction, so two processes racing on one
     /// directory still end up with a single identity.
-    pub fn load_or_create_identity(&mut self, generate: impl FnOnce() -> NodeId) -> Result<NodeId, StoreError> {
+    pub fn load_or_create_identity(
+        &mut self,
+        generate: impl FnOnce() -> NodeId,
+    ) -> Result<NodeId, StoreError> {
         let mut wtxn = self.write()?;
         if let Some(id) = self.read_identity(&wtxn)? {
             return Ok(id);
         }
         let id = generate();
-        self.identity.put(&mut wtxn, names::IDENTITY_KEY, &id.0).map_err(|e| self.err(e))?;
+        self.identity
+            .put(&mut wtxn, names::IDENTITY_KEY, &id.0)
+            .map_err(|e| self.err(e))?;
         wtxn.commit().map_err(|e| self.err(e))?;
         Ok(id)
     }
@@ -319,21 +367,35 @@ impl HeedStore {
     fn decode_header(&self, key: u64, bytes: &[u8]) -> Result<Header, StoreError> {
         match codec::decode_header(bytes) {
             Some(h) if h.height == key => Ok(h),
-            Some(h) => Err(self.corrupt(format!("the header stored at height {key} says height {}", h.height))),
-            None => Err(self.corrupt(format!("the header of block {key} is {} bytes, not 80", bytes.len()))),
+            Some(h) => Err(self.corrupt(format!(
+                "the header stored at height {key} says height {}",
+                h.height
+            ))),
+            None => Err(self.corrupt(format!(
+                "the header of block {key} is {} bytes, not 80",
+                bytes.len()
+            ))),
         }
     }
 
     fn decode_body(&self, key: u64, bytes: &[u8]) -> Result<Vec<timed_core::Tx>, StoreError> {
-        codec::decode_body(bytes).ok_or_else(|| self.corrupt(format!("the body of block {key} cannot be decoded")))
+        codec::decode_body(bytes)
+            .ok_or_else(|| self.corrupt(format!("the body of block {key} cannot be decoded")))
     }
 
     fn read_identity(&self, txn: &RoTxn<'_>) -> Result<Option<NodeId>, StoreError> {
-        match self.identity.get(txn, names::IDENTITY_KEY).map_err(|e| self.err(e))? {
+        match self
+            .identity
+            .get(txn, names::IDENTITY_KEY)
+            .map_err(|e| self.err(e))?
+        {
             None => Ok(None),
             Some(bytes) => match <[u8; 32]>::try_from(bytes) {
                 Ok(b) => Ok(Some(NodeId(b))),
-                Err(_) => Err(self.corrupt(format!("the node identity is {} bytes, not 32", bytes.len()))),
+                Err(_) => Err(self.corrupt(format!(
+                    "the node identity is {} bytes, not 32",
+                    bytes.len()
+                ))),
             },
         }
     }
@@ -357,33 +419,67 @@ fn check_meta(
     txn: &RoTxn<'_>,
 ) -> Result<Result<(), StoreError>, heed::Error> {
     let Ok(format) = <[u8; 4]>::try_from(format).map(u32::from_le_bytes) else {
-        return Ok(Err(StoreError::corrupt(path, "the format record is not 4 bytes")));
+        return Ok(Err(StoreError::corrupt(
+            path,
+            "the format record is not 4 bytes",
+        )));
     };
     if format != FORMAT_VERSION {
-        return Ok(Err(StoreError::UnsupportedFormat { path: path.to_path_buf(), found: format, supported: FORMAT_VERSION }));
+        return Ok(Err(StoreError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found: format,
+            supported: FORMAT_VERSION,
+        }));
     }
     let found = match meta.get(txn, names::META_NETWORK)? {
         Some(name) => String::from_utf8_lossy(name).into_owned(),
-        None => return Ok(Err(StoreError::corrupt(path, "the meta record names no network"))),
+        None => {
+            return Ok(Err(StoreError::corrupt(
+                path,
+                "the meta record names no network",
+            )))
+        }
     };
     if found != network.name() {
-        return Ok(Err(StoreError::WrongNetwork { path: path.to_path_buf(), found, expected: network }));
+        return Ok(Err(StoreError::WrongNetwork {
+            path: path.to_path_buf(),
+            found,
+            expected: network,
+        }));
     }
     let expected = network.genesis_hash();
     let stored = match meta.get(txn, names::META_GENESIS)? {
         Some(h) => match <[u8; 32]>::try_from(h) {
             Ok(h) => BlockHash(h),
-            Err(_) => return Ok(Err(StoreError::corrupt(path, "the genesis record is not 32 bytes"))),
+            Err(_) => {
+                return Ok(Err(StoreError::corrupt(
+                    path,
+                    "the genesis record is not 32 bytes",
+                )))
+            }
         },
-        None => return Ok(Err(StoreError::corrupt(path, "the meta record has no genesis hash"))),
+        None => {
+            return Ok(Err(StoreError::corrupt(
+                path,
+                "the meta record has no genesis hash",
+            )))
+        }
     };
     if stored != expected {
-        return Ok(Err(StoreError::WrongGenesis { path: path.to_path_buf(), network, found: stored, expected }));
+        return Ok(Err(StoreError::WrongGenesis {
+            path: path.to_path_buf(),
+            network,
+            found: stored,
+            expected,
+        }));
     }
     // The block at height 0 must be that genesis too (cheap; the full walk is `verify`).
     match headers.get(txn, &0)?.and_then(codec::decode_header) {
         Some(h) if h.hash() == expected => Ok(Ok(())),
-        _ => Ok(Err(StoreError::corrupt(path, format!("the block at height 0 is not the {network} genesis block")))),
+        _ => Ok(Err(StoreError::corrupt(
+            path,
+            format!("the block at height 0 is not the {network} genesis block"),
+        ))),
     }
 }
 
@@ -391,7 +487,10 @@ fn create_dir(path: &Path) -> Result<(), StoreError> {
     // `create_dir_all` accepts an existing directory, and only a directory: a regular file in
     // the way is an error here rather than a confusing one from LMDB.
     std::fs::create_dir_all(path).map_err(|source| {
-        error::classify_io_or(path, source, |path, source| StoreError::CreateDir { path, source })
+        error::classify_io_or(path, source, |path, source| StoreError::CreateDir {
+            path,
+            source,
+        })
     })
 }
 
@@ -412,7 +511,9 @@ impl Store for HeedStore {
 
     fn set_identity(&mut self, id: NodeId) -> Result<(), StoreError> {
         let mut wtxn = self.write()?;
-        self.identity.put(&mut wtxn, names::IDENTITY_KEY, &id.0).map_err(|e| self.err(e))?;
+        self.identity
+            .put(&mut wtxn, names::IDENTITY_KEY, &id.0)
+            .map_err(|e| self.err(e))?;
         wtxn.commit().map_err(|e| self.err(e))
     }
 
@@ -437,7 +538,10 @@ impl Store for HeedStore {
         };
         let header = self.decode_header(height, bytes)?;
         match self.bodies.get(&rtxn, &height).map_err(|e| self.err(e))? {
-            Some(body) => Ok(Some(Block { header, txs: self.decode_body(height, body)? })),
+            Some(body) => Ok(Some(Block {
+                header,
+                txs: self.decode_body(height, body)?,
+            })),
             None => Err(self.corrupt(format!("the body of block {height} is missing"))),
         }
     }
@@ -453,8 +557,12 @@ impl Store for HeedStore {
             // Deleting from `keep + 1` up never reaches genesis. A `keep` at or above the tip
             // deletes nothing, like `MemStore`'s truncate.
             if let Some(from) = keep.checked_add(1) {
-                self.headers.delete_range(&mut wtxn, &(from..)).map_err(|e| self.err(e))?;
-                self.bodies.delete_range(&mut wtxn, &(from..)).map_err(|e| self.err(e))?;
+                self.headers
+                    .delete_range(&mut wtxn, &(from..))
+                    .map_err(|e| self.err(e))?;
+                self.bodies
+                    .delete_range(&mut wtxn, &(from..))
+                    .map_err(|e| self.err(e))?;
             }
         }
         // The caller validated the blocks, but a batch that does not extend the tip it is
@@ -481,7 +589,12 @@ impl Store for HeedStore {
                 .put_with_flags(&mut wtxn, PutFlags::APPEND, &h.height, &h.encode())
                 .map_err(|e| self.err(e))?;
             self.bodies
-                .put_with_flags(&mut wtxn, PutFlags::APPEND, &h.height, &codec::encode_body(&block.txs))
+                .put_with_flags(
+                    &mut wtxn,
+                    PutFlags::APPEND,
+                    &h.height,
+                    &codec::encode_body(&block.txs),
+                )
                 .map_err(|e| self.err(e))?;
             parent = h.clone();
         }
@@ -495,7 +608,11 @@ impl Store for HeedStore {
             let (key, value) = item.map_err(|e| self.err(e))?;
             match codec::decode_addr(key, value) {
                 Some(entry) => out.push(entry),
-                None => return Err(self.corrupt(format!("an address book record cannot be decoded (key {key:02x?})"))),
+                None => {
+                    return Err(self.corrupt(format!(
+                        "an address book record cannot be decoded (key {key:02x?})"
+                    )))
+                }
             }
         }
         Ok(out)
@@ -504,14 +621,20 @@ impl Store for HeedStore {
     fn put_addr(&mut self, entry: AddrEntry) -> Result<(), StoreError> {
         let mut wtxn = self.write()?;
         self.addrs
-            .put(&mut wtxn, &codec::addr_key(&entry.addr), &codec::encode_addr_value(&entry))
+            .put(
+                &mut wtxn,
+                &codec::addr_key(&entry.addr),
+                &codec::encode_addr_value(&entry),
+            )
             .map_err(|e| self.err(e))?;
         wtxn.commit().map_err(|e| self.err(e))
     }
 
     fn remove_addr(&mut self, addr: PeerAddr) -> Result<(), StoreError> {
         let mut wtxn = self.write()?;
-        self.addrs.delete(&mut wtxn, &codec::addr_key(&addr)).map_err(|e| self.err(e))?;
+        self.addrs
+            .delete(&mut wtxn, &codec::addr_key(&addr))
+            .map_err(|e| self.err(e))?;
         wtxn.commit().map_err(|e| self.err(e))
     }
 }

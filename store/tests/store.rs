@@ -40,9 +40,21 @@ fn assert_same(heed: &HeedStore, mem: &MemStore) {
     let tip = mem.tip().unwrap();
     assert_eq!(heed.tip().unwrap(), tip);
     for h in 0..=tip.0 + 2 {
-        assert_eq!(heed.header_at(h).unwrap(), mem.header_at(h).unwrap(), "header_at({h})");
-        assert_eq!(heed.block_at(h).unwrap(), mem.block_at(h).unwrap(), "block_at({h})");
-        assert_eq!(heed.hash_at(h).unwrap(), mem.hash_at(h).unwrap(), "hash_at({h})");
+        assert_eq!(
+            heed.header_at(h).unwrap(),
+            mem.header_at(h).unwrap(),
+            "header_at({h})"
+        );
+        assert_eq!(
+            heed.block_at(h).unwrap(),
+            mem.block_at(h).unwrap(),
+            "block_at({h})"
+        );
+        assert_eq!(
+            heed.hash_at(h).unwrap(),
+            mem.hash_at(h).unwrap(),
+            "hash_at({h})"
+        );
     }
     assert_eq!(heed.header_at(u64::MAX).unwrap(), None);
     assert_eq!(heed.identity().unwrap(), mem.identity().unwrap());
@@ -51,7 +63,11 @@ fn assert_same(heed: &HeedStore, mem: &MemStore) {
 }
 
 fn entry(addr: PeerAddr, failures: u32, last_seen: Option<u64>) -> AddrEntry {
-    AddrEntry { addr, failures, last_seen }
+    AddrEntry {
+        addr,
+        failures,
+        last_seen,
+    }
 }
 
 fn apply_both(heed: &mut HeedStore, mem: &mut MemStore, rollback_to: Option<u64>, batch: &[Block]) {
@@ -140,7 +156,13 @@ fn random_operations_match_memstore() {
     let mut mem = MemStore::new(Network::Devnet);
     let mut rng = Rng::new(0x5eed);
     let addr_pool: Vec<PeerAddr> = (0..12u8)
-        .map(|i| if i % 3 == 0 { PeerAddr::V6([i; 16], 24200 + u16::from(i)) } else { PeerAddr::V4([10, 0, 0, i], 24200) })
+        .map(|i| {
+            if i % 3 == 0 {
+                PeerAddr::V6([i; 16], 24200 + u16::from(i))
+            } else {
+                PeerAddr::V4([10, 0, 0, i], 24200)
+            }
+        })
         .collect();
     for step in 0..300u32 {
         match rng.below(10) {
@@ -155,7 +177,11 @@ fn random_operations_match_memstore() {
             }
             5 | 6 => {
                 let addr = addr_pool[rng.below(addr_pool.len() as u64) as usize];
-                let e = entry(addr, rng.below(5) as u32, (rng.below(2) == 0).then(|| rng.next_u64()));
+                let e = entry(
+                    addr,
+                    rng.below(5) as u32,
+                    (rng.below(2) == 0).then(|| rng.next_u64()),
+                );
                 heed.put_addr(e).unwrap();
                 mem.put_addr(e).unwrap();
             }
@@ -189,7 +215,10 @@ fn reopen_preserves_chain_identity_and_addresses() {
         let mut rng = Rng::new(3);
         let batch = blocks(&tip_header(&mem), 40, &mut rng, 0);
         apply_both(&mut heed, &mut mem, None, &batch);
-        for e in [entry(PeerAddr::V4([1, 2, 3, 4], 24000), 2, Some(77)), entry(PeerAddr::V6([9; 16], 1), 0, None)] {
+        for e in [
+            entry(PeerAddr::V4([1, 2, 3, 4], 24000), 2, Some(77)),
+            entry(PeerAddr::V6([9; 16], 1), 0, None),
+        ] {
             heed.put_addr(e).unwrap();
             mem.put_addr(e).unwrap();
         }
@@ -241,7 +270,11 @@ fn address_book_puts_replaces_and_removes_like_memstore() {
     }
     assert_eq!(
         heed.addrs().unwrap(),
-        vec![entry(same_ip_other_port, 3, None), entry(a, 0, Some(99)), entry(c, 0, None)],
+        vec![
+            entry(same_ip_other_port, 3, None),
+            entry(a, 0, Some(99)),
+            entry(c, 0, None)
+        ],
         "sorted like PeerAddr's Ord, one entry per address"
     );
 }
@@ -254,12 +287,17 @@ fn identity_is_persisted_and_created_once() {
         assert_eq!(store.identity().unwrap(), None);
         let id = store.load_or_create_identity(|| NodeId([1; 32])).unwrap();
         assert_eq!(id, NodeId([1; 32]));
-        let again = store.load_or_create_identity(|| panic!("an identity exists; must not generate")).unwrap();
+        let again = store
+            .load_or_create_identity(|| panic!("an identity exists; must not generate"))
+            .unwrap();
         assert_eq!(again, id);
     }
     let mut store = HeedStore::open(dir.path(), Network::Devnet).unwrap();
     assert_eq!(store.identity().unwrap(), Some(NodeId([1; 32])));
-    assert_eq!(store.load_or_create_identity(|| NodeId([2; 32])).unwrap(), NodeId([1; 32]));
+    assert_eq!(
+        store.load_or_create_identity(|| NodeId([2; 32])).unwrap(),
+        NodeId([1; 32])
+    );
     store.set_identity(NodeId([3; 32])).unwrap();
     drop(store);
     let store = HeedStore::open(dir.path(), Network::Devnet).unwrap();
@@ -297,7 +335,8 @@ fn tamper(path: &Path, name: &str, f: impl FnOnce(RawDb, &mut heed::RwTxn<'_>)) 
     let wtxn = env.write_txn().unwrap();
     let db: RawDb = env
         .create_databases_and_commit(wtxn, |dbo, wtxn| {
-            dbo.create_database(wtxn, Some(name)).map(heed::CommitOrAbort::<_, ()>::Commit)
+            dbo.create_database(wtxn, Some(name))
+                .map(heed::CommitOrAbort::<_, ()>::Commit)
         })
         .unwrap()
         .unwrap_commit();
@@ -310,25 +349,47 @@ fn tamper(path: &Path, name: &str, f: impl FnOnce(RawDb, &mut heed::RwTxn<'_>)) 
 fn wrong_genesis_and_future_formats_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(HeedStore::open(dir.path(), Network::Devnet).unwrap());
-    tamper(dir.path(), "meta", |db, wtxn| db.put(wtxn, b"genesis", &[9; 32]).unwrap());
+    tamper(dir.path(), "meta", |db, wtxn| {
+        db.put(wtxn, b"genesis", &[9; 32]).unwrap()
+    });
     let err = HeedStore::open(dir.path(), Network::Devnet).unwrap_err();
     assert!(matches!(err, StoreError::WrongGenesis { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&dir.path().display().to_string()) && msg.contains("devnet"), "{msg}");
-    assert!(msg.contains(&Network::Devnet.genesis_hash().to_string()), "{msg}");
+    assert!(
+        msg.contains(&dir.path().display().to_string()) && msg.contains("devnet"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&Network::Devnet.genesis_hash().to_string()),
+        "{msg}"
+    );
     assert!(msg.contains("--data-dir"), "{msg}");
 
     let dir = tempfile::tempdir().unwrap();
     drop(HeedStore::open(dir.path(), Network::Devnet).unwrap());
-    tamper(dir.path(), "meta", |db, wtxn| db.put(wtxn, b"format", &2u32.to_le_bytes()).unwrap());
+    tamper(dir.path(), "meta", |db, wtxn| {
+        db.put(wtxn, b"format", &2u32.to_le_bytes()).unwrap()
+    });
     let err = HeedStore::open(dir.path(), Network::Devnet).unwrap_err();
-    assert!(matches!(err, StoreError::UnsupportedFormat { found: 2, supported: 1, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::UnsupportedFormat {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn map_full_is_an_error_value_and_the_old_chain_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions { map_size: 256 * 1024 };
+    let options = StoreOptions {
+        map_size: 256 * 1024,
+    };
     let mut store = HeedStore::open_with(dir.path(), Network::Devnet, options).unwrap();
     assert_eq!(store.map_size(), 256 * 1024);
     let mut rng = Rng::new(5);
@@ -347,11 +408,27 @@ fn map_full_is_an_error_value_and_the_old_chain_survives() {
         })
         .collect();
     let err = store.apply(Some(1), &big).unwrap_err();
-    assert!(matches!(err, StoreError::MapFull { map_size: 262144, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::MapFull {
+                map_size: 262144,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains(&dir.path().display().to_string()) && msg.contains("map size"), "{msg}");
+    assert!(
+        msg.contains(&dir.path().display().to_string()) && msg.contains("map size"),
+        "{msg}"
+    );
 
-    assert_eq!(store.tip().unwrap(), before, "the aborted batch left nothing behind, not even its rollback");
+    assert_eq!(
+        store.tip().unwrap(),
+        before,
+        "the aborted batch left nothing behind, not even its rollback"
+    );
     assert_eq!(store.verify().unwrap(), 3);
     // The store keeps working.
     let more = blocks(&store.header_at(3).unwrap().unwrap(), 2, &mut rng, 1);
@@ -381,14 +458,23 @@ fn an_unlinked_batch_is_refused_with_its_rollback() {
     // A gap in the middle of a batch.
     let mut gappy = blocks(&chain[7].header, 3, &mut rng, 2);
     gappy.remove(1);
-    assert!(matches!(store.apply(None, &gappy), Err(StoreError::Unlinked { .. })));
+    assert!(matches!(
+        store.apply(None, &gappy),
+        Err(StoreError::Unlinked { .. })
+    ));
     // Right height, wrong parent.
     let mut forged = blocks(&chain[7].header, 1, &mut rng, 3);
     forged[0].header.prev = chain[6].hash();
-    assert!(matches!(store.apply(None, &forged), Err(StoreError::Unlinked { .. })));
+    assert!(matches!(
+        store.apply(None, &forged),
+        Err(StoreError::Unlinked { .. })
+    ));
     // Genesis cannot be replaced, even after rolling back to it.
     let genesis = Network::Devnet.genesis();
-    assert!(matches!(store.apply(Some(0), &[genesis]), Err(StoreError::Unlinked { .. })));
+    assert!(matches!(
+        store.apply(Some(0), &[genesis]),
+        Err(StoreError::Unlinked { .. })
+    ));
 
     assert_eq!(store.tip().unwrap(), before);
     assert_eq!(store.verify().unwrap(), 8);
@@ -409,7 +495,10 @@ fn verify_finds_tampered_bodies_broken_links_and_gaps() {
         let err = store.verify().unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains(expect) && msg.contains(&dir.display().to_string()), "{msg}");
+        assert!(
+            msg.contains(expect) && msg.contains(&dir.display().to_string()),
+            "{msg}"
+        );
     };
 
     // Other transactions under block 3's header.
@@ -427,17 +516,24 @@ fn verify_finds_tampered_bodies_broken_links_and_gaps() {
     let sibling = Block::build(&chain[1].header, 1, vec![]);
     let mut header = sibling.header.clone();
     header.height = 4;
-    tamper(dir.path(), "headers", |db, wtxn| db.put(wtxn, &4u64.to_be_bytes(), &header.encode()).unwrap());
+    tamper(dir.path(), "headers", |db, wtxn| {
+        db.put(wtxn, &4u64.to_be_bytes(), &header.encode()).unwrap()
+    });
     check(dir.path(), "block 4 does not link to block 3");
 
     // A hole at height 2.
     let (dir, _) = setup();
-    tamper(dir.path(), "headers", |db, wtxn| assert!(db.delete(wtxn, &2u64.to_be_bytes()).unwrap()));
+    tamper(dir.path(), "headers", |db, wtxn| {
+        assert!(db.delete(wtxn, &2u64.to_be_bytes()).unwrap())
+    });
     check(dir.path(), "blocks 2 to 2 are missing");
 
     // A body without its header.
     let (dir, _) = setup();
-    tamper(dir.path(), "bodies", |db, wtxn| db.put(wtxn, &9u64.to_be_bytes(), &0u32.to_le_bytes()).unwrap());
+    tamper(dir.path(), "bodies", |db, wtxn| {
+        db.put(wtxn, &9u64.to_be_bytes(), &0u32.to_le_bytes())
+            .unwrap()
+    });
     check(dir.path(), "block 9, which has no header");
 }
 
@@ -449,7 +545,10 @@ fn a_file_in_place_of_the_data_dir_is_reported() {
     let err = HeedStore::open(&file, Network::Devnet).unwrap_err();
     assert!(matches!(err, StoreError::CreateDir { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&file.display().to_string()) && msg.contains("--data-dir"), "{msg}");
+    assert!(
+        msg.contains(&file.display().to_string()) && msg.contains("--data-dir"),
+        "{msg}"
+    );
 }
 
 #[test]

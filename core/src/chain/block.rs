@@ -3,11 +3,15 @@ use core::fmt;
 use sha2::{Digest, Sha256};
 
 /// sha256 of a block's encoded header.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct BlockHash(pub [u8; 32]);
 
 /// sha256 of a transaction's bytes.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct TxId(pub [u8; 32]);
 
 macro_rules! hex_debug {
@@ -91,7 +95,12 @@ impl Block {
     pub fn build(prev: &Header, time: u64, txs: Vec<Tx>) -> Block {
         let tx_root = merkle_root(&txs);
         Block {
-            header: Header { height: prev.height + 1, prev: prev.hash(), time, tx_root },
+            header: Header {
+                height: prev.height + 1,
+                prev: prev.hash(),
+                time,
+                tx_root,
+            },
             txs,
         }
     }
@@ -140,12 +149,17 @@ mod tests {
         assert_ne!(r1, r2);
         assert_ne!(r1, r3);
         assert_eq!(merkle_root(&[]), [0u8; 32]);
-        assert_eq!(merkle_root(&[a.clone()]), a.id().0);
+        assert_eq!(merkle_root(core::slice::from_ref(&a)), a.id().0);
     }
 
     #[test]
     fn header_hash_covers_every_field() {
-        let h = Header { height: 1, prev: BlockHash([1; 32]), time: 5, tx_root: [2; 32] };
+        let h = Header {
+            height: 1,
+            prev: BlockHash([1; 32]),
+            time: 5,
+            tx_root: [2; 32],
+        };
         let base = h.hash();
         let mut x = h.clone();
         x.height = 2;

@@ -6,7 +6,9 @@ use core::str::FromStr;
 /// Which network a node belongs to. Each has its own id on the wire, its own default port and
 /// its own constant genesis block, identical on every node — the legacy node built genesis at
 /// startup and nodes disagreed on it.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub enum Network {
     Mainnet,
     Testnet,
@@ -96,6 +98,9 @@ mod tests {
         let a = Network::Mainnet.genesis_hash();
         assert_eq!(a, Network::Mainnet.genesis_hash());
         assert_ne!(a, Network::Testnet.genesis_hash());
-        assert_ne!(Network::Testnet.genesis_hash(), Network::Devnet.genesis_hash());
+        assert_ne!(
+            Network::Testnet.genesis_hash(),
+            Network::Devnet.genesis_hash()
+        );
     }
 }

@@ -12,7 +12,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_tx_bytes: 64 * 1024, max_block_txs: 10_000, max_block_bytes: 2 * 1024 * 1024, max_future_secs: 2 * 60 * 60 }
+        Limits {
+            max_tx_bytes: 64 * 1024,
+            max_block_txs: 10_000,
+            max_block_bytes: 2 * 1024 * 1024,
+            max_future_secs: 2 * 60 * 60,
+        }
     }
 }
 
@@ -45,7 +50,12 @@ impl BlockError {
 
 /// Checks `block` as the child of `parent`. `wall_secs` is the caller's best estimate of the
 /// current Unix time, if it has one (the simulator and the node do; a bare machine may not).
-pub fn check_block(block: &Block, parent: &Header, limits: &Limits, wall_secs: Option<u64>) -> Result<(), BlockError> {
+pub fn check_block(
+    block: &Block,
+    parent: &Header,
+    limits: &Limits,
+    wall_secs: Option<u64>,
+) -> Result<(), BlockError> {
     let h = &block.header;
     if h.height != parent.height + 1 {
         return Err(BlockError::BadHeight);

@@ -86,7 +86,13 @@ pub(crate) struct Frame {
 }
 
 impl Conn {
-    pub fn new(dir: Direction, addr: SocketAddr, state: ConnState, now: Instant, max_frame: u32) -> Self {
+    pub fn new(
+        dir: Direction,
+        addr: SocketAddr,
+        state: ConnState,
+        now: Instant,
+        max_frame: u32,
+    ) -> Self {
         Conn {
             dir,
             addr,
@@ -138,7 +144,10 @@ impl Conn {
 
     /// The send time of the ping with this nonce, consuming it.
     pub fn take_ping(&mut self, nonce: u64) -> Option<Instant> {
-        let slot = self.pings.iter_mut().find(|(n, _)| *n == nonce && nonce != 0)?;
+        let slot = self
+            .pings
+            .iter_mut()
+            .find(|(n, _)| *n == nonce && nonce != 0)?;
         let sent = slot.1;
         *slot = (0, Instant::ZERO);
         Some(sent)

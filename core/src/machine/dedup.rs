@@ -49,7 +49,9 @@ impl<S: Store> PeerMachine<S> {
             self.timers.cancel(Timer::Limbo(node));
             self.establish(now, node, conn, Some(l.conn));
             for req in l.reqs {
-                if let Err(e) = self.send_request(now, conn, req.origin, req.body.clone(), Some(req.deadline)) {
+                if let Err(e) =
+                    self.send_request(now, conn, req.origin, req.body.clone(), Some(req.deadline))
+                {
                     self.end_request(now, conn, req, e);
                 }
             }
@@ -60,14 +62,23 @@ impl<S: Store> PeerMachine<S> {
 
     /// Makes `conn` the one connection of `node`. `moved_from` is the connection it replaces
     /// without the peer going down.
-    pub(crate) fn establish(&mut self, now: Instant, node: NodeId, conn: ConnId, moved_from: Option<ConnId>) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+    pub(crate) fn establish(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        conn: ConnId,
+        moved_from: Option<ConnId>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.state = ConnState::Established;
         c.established_at = now;
         let (dir, addr) = (c.dir, c.addr);
         self.peers.insert(node, conn);
         self.timers.cancel(Timer::Handshake(conn));
-        self.timers.set(Timer::Idle(conn), now + self.cfg.ping_timeout);
+        self.timers
+            .set(Timer::Idle(conn), now + self.cfg.ping_timeout);
         // First ping right away: it measures RTT without waiting a whole interval.
         self.send_ping(now, conn);
         if dir == Direction::Outbound {
@@ -75,13 +86,22 @@ impl<S: Store> PeerMachine<S> {
         }
         match moved_from {
             Some(from) => {
-                self.actions.push_back(Action::Notify(NodeEvent::PeerMoved { peer: node, from, to: conn }));
+                self.actions.push_back(Action::Notify(NodeEvent::PeerMoved {
+                    peer: node,
+                    from,
+                    to: conn,
+                }));
             }
             None => {
                 if self.remember_peer(node) {
                     self.counters.reconnects += 1;
                 }
-                self.actions.push_back(Action::Notify(NodeEvent::PeerUp { peer: node, conn, direction: dir, addr }));
+                self.actions.push_back(Action::Notify(NodeEvent::PeerUp {
+                    peer: node,
+                    conn,
+                    direction: dir,
+                    addr,
+                }));
                 self.chain_peer_up(now, node, conn);
             }
         }
@@ -89,8 +109,12 @@ impl<S: Store> PeerMachine<S> {
 
     fn resolve_duplicate(&mut self, now: Instant, node: NodeId, old: ConnId, new: ConnId) {
         self.counters.duplicates_resolved += 1;
-        let (Some(o), Some(n)) = (self.conns.get(&old), self.conns.get(&new)) else { return };
-        let (Some(ro), Some(rn)) = (&o.remote, &n.remote) else { return };
+        let (Some(o), Some(n)) = (self.conns.get(&old), self.conns.get(&new)) else {
+            return;
+        };
+        let (Some(ro), Some(rn)) = (&o.remote, &n.remote) else {
+            return;
+        };
         let simultaneous = ro.boot == rn.boot && o.dir != n.dir;
         if simultaneous {
             let initiated_by_us = |dir| dir == Direction::Outbound;
@@ -102,15 +126,30 @@ impl<S: Store> PeerMachine<S> {
                 self.peers.insert(node, new);
                 self.establish(now, node, new, Some(old));
                 self.migrate_requests(now, old, new);
-                self.close_with_goodbye(now, old, GoodbyeReason::Duplicate, "simultaneous open: keeping the connection initiated by the smaller node id");
+                self.close_with_goodbye(
+                    now,
+                    old,
+                    GoodbyeReason::Duplicate,
+                    "simultaneous open: keeping the connection initiated by the smaller node id",
+                );
             } else {
-                self.close_with_goodbye(now, new, GoodbyeReason::Duplicate, "simultaneous open: keeping the connection initiated by the smaller node id");
+                self.close_with_goodbye(
+                    now,
+                    new,
+                    GoodbyeReason::Duplicate,
+                    "simultaneous open: keeping the connection initiated by the smaller node id",
+                );
             }
             return;
         }
         if o.probe.is_some() {
             // A probe is already deciding for another newcomer; one contest at a time.
-            self.close_with_goodbye(now, new, GoodbyeReason::Duplicate, "already connected to this node");
+            self.close_with_goodbye(
+                now,
+                new,
+                GoodbyeReason::Duplicate,
+                "already connected to this node",
+            );
             return;
         }
         let nonce = self.next_nonce();
@@ -121,19 +160,27 @@ impl<S: Store> PeerMachine<S> {
         if let Some(o) = self.conns.get_mut(&old) {
             o.probe = Some((nonce, new));
         }
-        self.timers.set(Timer::Probe(old), now + self.cfg.probe_timeout);
+        self.timers
+            .set(Timer::Probe(old), now + self.cfg.probe_timeout);
         self.send_msg(old, &Message::Ping { nonce });
     }
 
     /// A pong on `conn`: if it answers a probe, the existing connection is alive and the
     /// newcomer is refused. Returns true if it was a probe's pong.
     pub(crate) fn probe_answered(&mut self, now: Instant, conn: ConnId, nonce: u64) -> bool {
-        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
         match c.probe {
             Some((n, candidate)) if n == nonce => {
                 c.probe = None;
                 self.timers.cancel(Timer::Probe(conn));
-                self.close_with_goodbye(now, candidate, GoodbyeReason::Duplicate, "already connected to this node over a live connection");
+                self.close_with_goodbye(
+                    now,
+                    candidate,
+                    GoodbyeReason::Duplicate,
+                    "already connected to this node over a live connection",
+                );
                 true
             }
             _ => false,
@@ -143,14 +190,20 @@ impl<S: Store> PeerMachine<S> {
     /// The probed connection stayed silent: it is dead, the newcomer takes over.
     pub(crate) fn probe_expired(&mut self, now: Instant, old: ConnId) {
         if self.conns.get(&old).and_then(|c| c.probe).is_some() {
-            self.close_with_goodbye(now, old, GoodbyeReason::Unresponsive, "did not answer a probe; replaced by a newer connection");
+            self.close_with_goodbye(
+                now,
+                old,
+                GoodbyeReason::Unresponsive,
+                "did not answer a probe; replaced by a newer connection",
+            );
         }
     }
 
     /// The newcomer waiting on `old`'s probe, if any.
     pub(crate) fn candidate_for(&self, old: ConnId) -> Option<ConnId> {
         let (_, cand) = self.conns.get(&old)?.probe?;
-        matches!(self.conns.get(&cand)?.state, ConnState::Candidate { old: o } if o == old).then_some(cand)
+        matches!(self.conns.get(&cand)?.state, ConnState::Candidate { old: o } if o == old)
+            .then_some(cand)
     }
 
     pub(crate) fn probe_no_longer_needed(&mut self, old: ConnId) {
@@ -162,7 +215,10 @@ impl<S: Store> PeerMachine<S> {
 
     /// `old` (the peer's connection) is going away while `new` waited to replace it.
     pub(crate) fn take_over(&mut self, now: Instant, node: NodeId, old: ConnId, new: ConnId) {
-        let same_boot = match (self.conns.get(&old).and_then(|c| c.remote.as_ref()), self.conns.get(&new).and_then(|c| c.remote.as_ref())) {
+        let same_boot = match (
+            self.conns.get(&old).and_then(|c| c.remote.as_ref()),
+            self.conns.get(&new).and_then(|c| c.remote.as_ref()),
+        ) {
             (Some(a), Some(b)) => a.boot == b.boot,
             _ => false,
         };
@@ -173,21 +229,30 @@ impl<S: Store> PeerMachine<S> {
             // The peer restarted: to the application that is a real down and up.
             self.peers.remove(&node);
             self.fail_requests(now, old, QueryError::PeerGone);
-            self.actions.push_back(Action::Notify(NodeEvent::PeerDown { peer: node, conn: old, reason: DownReason::Replaced }));
+            self.actions.push_back(Action::Notify(NodeEvent::PeerDown {
+                peer: node,
+                conn: old,
+                reason: DownReason::Replaced,
+            }));
             self.chain_peer_down(now, node);
             self.establish(now, node, new, None);
         }
     }
 
     /// Decides whether a lost peer connection waits in limbo instead of going down.
-    pub(crate) fn enter_limbo(&mut self, now: Instant, node: NodeId, conn: ConnId, reason: DownReason) -> bool {
+    pub(crate) fn enter_limbo(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        conn: ConnId,
+        reason: DownReason,
+    ) -> bool {
         if reason != DownReason::GoodbyeReceived(GoodbyeReason::Duplicate) {
             return false;
         }
-        let unidentified = self
-            .conns
-            .iter()
-            .any(|(id, c)| *id != conn && matches!(c.state, ConnState::Dialing | ConnState::Handshaking));
+        let unidentified = self.conns.iter().any(|(id, c)| {
+            *id != conn && matches!(c.state, ConnState::Dialing | ConnState::Handshaking)
+        });
         if !unidentified {
             return false;
         }
@@ -200,18 +265,25 @@ impl<S: Store> PeerMachine<S> {
         }
         self.peers.remove(&node);
         self.limbo.insert(node, Limbo { conn, reqs });
-        self.timers.set(Timer::Limbo(node), now + self.cfg.handshake_timeout);
+        self.timers
+            .set(Timer::Limbo(node), now + self.cfg.handshake_timeout);
         true
     }
 
     /// No other connection turned out to be the peer's: it is lost after all.
     pub(crate) fn limbo_expired(&mut self, now: Instant, node: NodeId) {
-        let Some(l) = self.limbo.remove(&node) else { return };
+        let Some(l) = self.limbo.remove(&node) else {
+            return;
+        };
         for req in l.reqs {
             self.end_request(now, l.conn, req, QueryError::PeerGone);
         }
         let reason = DownReason::GoodbyeReceived(GoodbyeReason::Duplicate);
-        self.actions.push_back(Action::Notify(NodeEvent::PeerDown { peer: node, conn: l.conn, reason }));
+        self.actions.push_back(Action::Notify(NodeEvent::PeerDown {
+            peer: node,
+            conn: l.conn,
+            reason,
+        }));
         self.chain_peer_down(now, node);
         self.redial_node(now, node);
     }

@@ -31,7 +31,6 @@ pub(crate) struct Target {
 
 impl<S: Store> PeerMachine<S> {
     pub(crate) fn add_target(&mut self, now: Instant, addr: SocketAddr, persistent: bool) {
-
         if self.never_dial.contains(&addr) {
             return;
         }
@@ -54,8 +53,13 @@ impl<S: Store> PeerMachine<S> {
         if self.stopped {
             return;
         }
-        let Some(t) = self.targets.get(&addr) else { return };
-        if t.conn.is_some() || t.node.is_some_and(|n| self.peers.contains_key(&n) || self.limbo.contains_key(&n)) {
+        let Some(t) = self.targets.get(&addr) else {
+            return;
+        };
+        if t.conn.is_some()
+            || t.node
+                .is_some_and(|n| self.peers.contains_key(&n) || self.limbo.contains_key(&n))
+        {
             return;
         }
         if self.conns.len() >= self.cfg.max_connections {
@@ -77,11 +81,14 @@ impl<S: Store> PeerMachine<S> {
 
     fn schedule_redial(&mut self, now: Instant, addr: SocketAddr) {
         let max = self.cfg.backoff_max;
-        let Some(t) = self.targets.get_mut(&addr) else { return };
+        let Some(t) = self.targets.get_mut(&addr) else {
+            return;
+        };
         let base = t.backoff;
         t.backoff = Duration(base.0.saturating_mul(2)).min(max);
         let jitter = self.rng.below(base.0 / 4 + 1);
-        self.timers.set(Timer::Redial(addr), now + Duration(base.0 + jitter));
+        self.timers
+            .set(Timer::Redial(addr), now + Duration(base.0 + jitter));
     }
 
     /// Records which node an outbound target reached.
@@ -129,7 +136,8 @@ impl<S: Store> PeerMachine<S> {
                 }
             }
         }
-        let node_up = node.is_some_and(|n| self.peers.contains_key(&n) || self.limbo.contains_key(&n));
+        let node_up =
+            node.is_some_and(|n| self.peers.contains_key(&n) || self.limbo.contains_key(&n));
         if node_up {
             return;
         }

@@ -15,13 +15,17 @@ use alloc::string::String;
 
 impl<S: Store> PeerMachine<S> {
     pub(crate) fn on_bytes(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.state == ConnState::Dialing {
             return;
         }
         self.counters.bytes_in += data.len() as u64;
         c.last_recv = now;
-        let Some(mut decoder) = c.decoder.take() else { return };
+        let Some(mut decoder) = c.decoder.take() else {
+            return;
+        };
         decoder.push(data);
         loop {
             match decoder.next_frame() {
@@ -61,11 +65,16 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn is_identified(&self, conn: ConnId) -> bool {
-        matches!(self.conns.get(&conn).map(|c| c.state), Some(ConnState::Established | ConnState::Candidate { .. }))
+        matches!(
+            self.conns.get(&conn).map(|c| c.state),
+            Some(ConnState::Established | ConnState::Candidate { .. })
+        )
     }
 
     fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message) {
-        let Some(state) = self.conns.get(&conn).map(|c| c.state) else { return };
+        let Some(state) = self.conns.get(&conn).map(|c| c.state) else {
+            return;
+        };
         if let Message::Goodbye(g) = msg {
             self.actions.push_back(Action::Close { conn });
             return self.drop_conn(now, conn, DownReason::GoodbyeReceived(g.reason), true);
@@ -88,7 +97,9 @@ impl<S: Store> PeerMachine<S> {
                 if self.probe_answered(now, conn, nonce) {
                     return;
                 }
-                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
                 if let Some(sent) = c.take_ping(nonce) {
                     let rtt = now - sent;
                     c.rtt = Some(rtt);
@@ -98,22 +109,34 @@ impl<S: Store> PeerMachine<S> {
                 }
             }
             Message::Request { id, body } => {
-                let over = self.conns.get(&conn).is_some_and(|c| c.responses_queued >= self.cfg.max_requests_in_flight);
+                let over = self
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| c.responses_queued >= self.cfg.max_requests_in_flight);
                 if over {
-                    return self.misbehave(now, conn, Misbehaviour::RequestFlood, "more requests in flight than allowed");
+                    return self.misbehave(
+                        now,
+                        conn,
+                        Misbehaviour::RequestFlood,
+                        "more requests in flight than allowed",
+                    );
                 }
                 let response = self.serve_request(now, conn, body);
                 self.respond(conn, id, response);
             }
             Message::Response { id, body } => {
-                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
                 match c.out_reqs.remove(&id) {
                     Some(req) => {
                         self.timers.cancel(super::timer::Timer::Request(conn, id));
                         match req.origin {
                             Origin::App(q) => {
                                 let result = match body {
-                                    ResponseBody::Refused(r) => Err(super::io::QueryError::Refused(r)),
+                                    ResponseBody::Refused(r) => {
+                                        Err(super::io::QueryError::Refused(r))
+                                    }
                                     other => Ok(other),
                                 };
                                 self.finish_query(q, result);
@@ -122,12 +145,17 @@ impl<S: Store> PeerMachine<S> {
                         }
                     }
                     None if c.was_expired(id) => {}
-                    None => {
-                        self.misbehave(now, conn, Misbehaviour::UnsolicitedResponse, &format!("response to unknown request id {id}"))
-                    }
+                    None => self.misbehave(
+                        now,
+                        conn,
+                        Misbehaviour::UnsolicitedResponse,
+                        &format!("response to unknown request id {id}"),
+                    ),
                 }
             }
-            Message::BlockAnnounce(block) if established => self.on_block_announce(now, conn, block),
+            Message::BlockAnnounce(block) if established => {
+                self.on_block_announce(now, conn, block)
+            }
             Message::TxBroadcast(tx) if established => self.on_tx_broadcast(now, conn, tx),
             // Gossip on a connection still contesting a duplicate is dropped: the peer's live
             // connection carries the same gossip.
@@ -140,15 +168,29 @@ impl<S: Store> PeerMachine<S> {
     }
 
     /// Disconnects and bans a peer that broke the protocol.
-    pub(crate) fn misbehave(&mut self, now: Instant, conn: ConnId, what: Misbehaviour, detail: &str) {
-        let Some(c) = self.conns.get(&conn) else { return };
+    pub(crate) fn misbehave(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        what: Misbehaviour,
+        detail: &str,
+    ) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let (node, addr) = (c.node_id(), c.addr);
         if what == Misbehaviour::Protocol {
             self.counters.protocol_errors += 1;
         }
         Counters::bump(&mut self.counters.misbehaviour, what.as_str());
         self.bans.ban(node, addr.ip(), now + self.cfg.ban_duration);
-        self.actions.push_back(Action::Notify(NodeEvent::Misbehaved { peer: node, addr, what, detail: String::from(detail) }));
+        self.actions
+            .push_back(Action::Notify(NodeEvent::Misbehaved {
+                peer: node,
+                addr,
+                what,
+                detail: String::from(detail),
+            }));
         let reason = match what {
             Misbehaviour::InvalidBlock => GoodbyeReason::InvalidBlock,
             _ => GoodbyeReason::ProtocolError,

@@ -66,17 +66,29 @@ impl Direction {
 pub enum Action {
     /// Write `data` to `conn`, after everything sent before on it. Report progress with
     /// [`Input::Written`].
-    Send { conn: ConnId, data: Vec<u8> },
+    Send {
+        conn: ConnId,
+        data: Vec<u8>,
+    },
     /// Flush what was sent on `conn`, then close it. The machine has forgotten `conn`; later
     /// inputs for it are ignored.
-    Close { conn: ConnId },
+    Close {
+        conn: ConnId,
+    },
     /// Open a TCP connection to `addr` and report [`Input::Connected`] or
     /// [`Input::DialFailed`] for `conn`.
-    Dial { conn: ConnId, addr: SocketAddr },
+    Dial {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
     /// Stop reading from `conn` until [`Action::ResumeRead`]: its peer is sending requests
     /// faster than it reads our answers.
-    PauseRead { conn: ConnId },
-    ResumeRead { conn: ConnId },
+    PauseRead {
+        conn: ConnId,
+    },
+    ResumeRead {
+        conn: ConnId,
+    },
     /// Something the application may want to know.
     Notify(NodeEvent),
 }
@@ -142,7 +154,9 @@ impl fmt::Display for QueryError {
             QueryError::PeerGone => f.write_str("the peer disconnected before answering"),
             QueryError::Refused(r) => write!(f, "the peer refused the request (code {})", r.code()),
             QueryError::UnknownPeer => f.write_str("not connected to that peer"),
-            QueryError::TooManyInFlight => f.write_str("too many requests already in flight to that peer"),
+            QueryError::TooManyInFlight => {
+                f.write_str("too many requests already in flight to that peer")
+            }
             QueryError::ShuttingDown => f.write_str("the node is shutting down"),
         }
     }
@@ -222,17 +236,37 @@ impl Misbehaviour {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum NodeEvent {
     /// A handshake completed and this node is now a peer.
-    PeerUp { peer: NodeId, conn: ConnId, direction: Direction, addr: SocketAddr },
+    PeerUp {
+        peer: NodeId,
+        conn: ConnId,
+        direction: Direction,
+        addr: SocketAddr,
+    },
     /// A peer's connection moved to another connection without the peer ever going down
     /// (simultaneous open resolved, or a duplicate goodbye adopted the other connection).
-    PeerMoved { peer: NodeId, from: ConnId, to: ConnId },
+    PeerMoved {
+        peer: NodeId,
+        from: ConnId,
+        to: ConnId,
+    },
     /// A peer is gone.
-    PeerDown { peer: NodeId, conn: ConnId, reason: DownReason },
+    PeerDown {
+        peer: NodeId,
+        conn: ConnId,
+        reason: DownReason,
+    },
     /// A connection was closed before (or instead of) becoming a peer: failed handshake,
     /// duplicate refused, dial failed.
-    ConnFailed { conn: ConnId, addr: SocketAddr, reason: DownReason },
+    ConnFailed {
+        conn: ConnId,
+        addr: SocketAddr,
+        reason: DownReason,
+    },
     /// An application query ended. Exactly one per [`QueryId`].
-    QueryDone { id: QueryId, result: Result<ResponseBody, QueryError> },
+    QueryDone {
+        id: QueryId,
+        result: Result<ResponseBody, QueryError>,
+    },
     /// Blocks `from..=to` were applied; `to` is the new tip.
     BlocksApplied { from: u64, to: u64, tip: BlockHash },
     /// The chain switched branch: blocks above `fork` were replaced, the new tip is `to`.
@@ -240,7 +274,12 @@ pub enum NodeEvent {
     /// A transaction entered the mempool.
     TxAccepted { id: TxId },
     /// A peer misbehaved and was disconnected and banned.
-    Misbehaved { peer: Option<NodeId>, addr: SocketAddr, what: Misbehaviour, detail: String },
+    Misbehaved {
+        peer: Option<NodeId>,
+        addr: SocketAddr,
+        what: Misbehaviour,
+        detail: String,
+    },
     /// The store failed; the machine has stopped. Restart after fixing the cause.
     Fatal { error: String },
 }

@@ -14,7 +14,8 @@ mod sync;
 mod timer;
 
 pub use io::{
-    Action, CloseKind, Direction, DownReason, Input, Misbehaviour, NodeEvent, QueryError, Refused, TxError,
+    Action, CloseKind, Direction, DownReason, Input, Misbehaviour, NodeEvent, QueryError, Refused,
+    TxError,
 };
 pub use status::{Counters, PeerStatus, Status, RTT_BUCKETS_MS};
 
@@ -221,7 +222,10 @@ impl<S: Store> PeerMachine<S> {
         match input {
             Input::Connected { conn } => self.on_connected(now, conn),
             Input::DialFailed { conn } => {
-                if matches!(self.conns.get(&conn).map(|c| c.state), Some(ConnState::Dialing)) {
+                if matches!(
+                    self.conns.get(&conn).map(|c| c.state),
+                    Some(ConnState::Dialing)
+                ) {
                     self.counters.dial_failures += 1;
                     self.drop_conn(now, conn, DownReason::Closed(CloseKind::Reset), false);
                 }
@@ -381,16 +385,26 @@ impl<S: Store> PeerMachine<S> {
 
     // ---- internals shared by the submodules ---------------------------------------------
 
-    fn new_conn(&mut self, now: Instant, dir: Direction, addr: SocketAddr, state: ConnState) -> ConnId {
+    fn new_conn(
+        &mut self,
+        now: Instant,
+        dir: Direction,
+        addr: SocketAddr,
+        state: ConnState,
+    ) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.conns.insert(id, Conn::new(dir, addr, state, now, self.cfg.max_frame));
-        self.timers.set(Timer::Handshake(id), now + self.cfg.handshake_timeout);
+        self.conns
+            .insert(id, Conn::new(dir, addr, state, now, self.cfg.max_frame));
+        self.timers
+            .set(Timer::Handshake(id), now + self.cfg.handshake_timeout);
         id
     }
 
     fn on_connected(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.state != ConnState::Dialing {
             return;
         }
@@ -402,16 +416,21 @@ impl<S: Store> PeerMachine<S> {
     fn on_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::Handshake(conn) => {
-                let Some(c) = self.conns.get(&conn) else { return };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
                 match c.state {
                     ConnState::Dialing => {
                         self.counters.dial_failures += 1;
                         self.actions.push_back(Action::Close { conn });
                         self.drop_conn(now, conn, DownReason::Closed(CloseKind::Error), false);
                     }
-                    ConnState::Handshaking => {
-                        self.close_with_goodbye(now, conn, GoodbyeReason::HandshakeTimeout, "no Hello in time")
-                    }
+                    ConnState::Handshaking => self.close_with_goodbye(
+                        now,
+                        conn,
+                        GoodbyeReason::HandshakeTimeout,
+                        "no Hello in time",
+                    ),
                     ConnState::Candidate { .. } | ConnState::Established => {}
                 }
             }
@@ -446,7 +465,9 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn send_ping(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         if c.state != ConnState::Established {
             return;
         }
@@ -456,7 +477,8 @@ impl<S: Store> PeerMachine<S> {
         }
         self.counters.pings_sent += 1;
         self.send_msg(conn, &Message::Ping { nonce });
-        self.timers.set(Timer::Ping(conn), now + self.cfg.ping_interval);
+        self.timers
+            .set(Timer::Ping(conn), now + self.cfg.ping_interval);
     }
 
     fn next_nonce(&mut self) -> u64 {
@@ -471,11 +493,18 @@ impl<S: Store> PeerMachine<S> {
     /// Drops a peer from which nothing has arrived for the ping timeout. Frames of any kind
     /// count, so a peer busy sending us blocks is never dropped for a late pong.
     fn check_idle(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let deadline = c.last_recv + self.cfg.ping_timeout;
         if now >= deadline {
             self.counters.ping_timeouts += 1;
-            self.close_with_goodbye(now, conn, GoodbyeReason::PingTimeout, "no frame within the ping timeout");
+            self.close_with_goodbye(
+                now,
+                conn,
+                GoodbyeReason::PingTimeout,
+                "no frame within the ping timeout",
+            );
         } else {
             self.timers.set(Timer::Idle(conn), deadline);
         }
@@ -494,7 +523,9 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn send_control(&mut self, conn: ConnId, frame: Vec<u8>) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.queued += frame.len();
         c.control.push_back(frame);
         self.flush(conn);
@@ -502,7 +533,9 @@ impl<S: Store> PeerMachine<S> {
 
     /// Queues an encoded bulk frame (gossip encodes once and queues the bytes everywhere).
     fn send_frame(&mut self, conn: ConnId, bytes: Vec<u8>, is_response: bool) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.queued += bytes.len();
         if is_response {
             c.responses_queued += 1;
@@ -516,7 +549,9 @@ impl<S: Store> PeerMachine<S> {
     fn flush(&mut self, conn: ConnId) {
         let window = self.cfg.transport_window;
         let max_queue = self.cfg.max_send_queue;
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.state == ConnState::Dialing {
             return;
         }
@@ -539,7 +574,12 @@ impl<S: Store> PeerMachine<S> {
         }
         let unsent = c.unsent_bytes();
         if unsent > max_queue {
-            self.close_with_goodbye(self.now, conn, GoodbyeReason::SlowReader, "send queue overflow: the peer does not read");
+            self.close_with_goodbye(
+                self.now,
+                conn,
+                GoodbyeReason::SlowReader,
+                "send queue overflow: the peer does not read",
+            );
         } else if !c.read_paused && unsent > max_queue / 2 {
             c.read_paused = true;
             self.actions.push_back(Action::PauseRead { conn });
@@ -551,10 +591,22 @@ impl<S: Store> PeerMachine<S> {
 
     /// Tells the peer why, then closes. The goodbye bypasses the queues: frames still queued
     /// in the machine are dropped, it is not.
-    fn close_with_goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason, detail: &str) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+    fn close_with_goodbye(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reason: GoodbyeReason,
+        detail: &str,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.state != ConnState::Dialing {
-            let frame = Message::Goodbye(Goodbye { reason, detail: String::from(detail) }).to_frame();
+            let frame = Message::Goodbye(Goodbye {
+                reason,
+                detail: String::from(detail),
+            })
+            .to_frame();
             self.counters.frames_out += 1;
             self.counters.bytes_out += frame.len() as u64;
             self.actions.push_back(Action::Send { conn, data: frame });
@@ -567,8 +619,11 @@ impl<S: Store> PeerMachine<S> {
     /// `we_closed` is true when the machine emitted (or is emitting) `Action::Close` for it.
     fn drop_conn(&mut self, now: Instant, conn: ConnId, reason: DownReason, we_closed: bool) {
         let _ = we_closed;
-        let Some(c) = self.conns.get(&conn) else { return };
-        let (dir, addr, state, node, lived) = (c.dir, c.addr, c.state, c.node_id(), now - c.established_at);
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let (dir, addr, state, node, lived) =
+            (c.dir, c.addr, c.state, c.node_id(), now - c.established_at);
         Counters::bump(&mut self.counters.conns_closed, reason_label(reason));
 
         // A takeover may be waiting on this connection's fate: it just died, so the newcomer wins.
@@ -580,13 +635,18 @@ impl<S: Store> PeerMachine<S> {
                 } else if !self.enter_limbo(now, node, conn, reason) {
                     self.fail_requests(now, conn, QueryError::PeerGone);
                     self.peers.remove(&node);
-                    self.actions.push_back(Action::Notify(NodeEvent::PeerDown { peer: node, conn, reason }));
+                    self.actions.push_back(Action::Notify(NodeEvent::PeerDown {
+                        peer: node,
+                        conn,
+                        reason,
+                    }));
                     self.chain_peer_down(now, node);
                 }
             }
             _ => {
                 self.fail_requests(now, conn, QueryError::PeerGone);
-                self.actions.push_back(Action::Notify(NodeEvent::ConnFailed { conn, addr, reason }));
+                self.actions
+                    .push_back(Action::Notify(NodeEvent::ConnFailed { conn, addr, reason }));
                 if let ConnState::Candidate { old } = state {
                     self.probe_no_longer_needed(old);
                 }
@@ -633,10 +693,16 @@ impl<S: Store> PeerMachine<S> {
         if self.stopped {
             return;
         }
-        self.actions.push_back(Action::Notify(NodeEvent::Fatal { error }));
+        self.actions
+            .push_back(Action::Notify(NodeEvent::Fatal { error }));
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
-            self.close_with_goodbye(now, conn, GoodbyeReason::Shutdown, "node stopped: storage failure");
+            self.close_with_goodbye(
+                now,
+                conn,
+                GoodbyeReason::Shutdown,
+                "node stopped: storage failure",
+            );
         }
         self.stop(now);
     }

@@ -40,14 +40,23 @@ impl<S: Store> PeerMachine<S> {
         deadline: Option<Instant>,
     ) -> Result<(), QueryError> {
         let max = self.cfg.max_requests_in_flight;
-        let Some(c) = self.conns.get_mut(&conn) else { return Err(QueryError::PeerGone) };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Err(QueryError::PeerGone);
+        };
         if c.out_reqs.len() >= max {
             return Err(QueryError::TooManyInFlight);
         }
         let id = c.next_req_id;
         c.next_req_id += 1;
         let deadline = deadline.unwrap_or(now + self.cfg.query_timeout);
-        c.out_reqs.insert(id, OutReq { origin, body: body.clone(), deadline });
+        c.out_reqs.insert(
+            id,
+            OutReq {
+                origin,
+                body: body.clone(),
+                deadline,
+            },
+        );
         self.timers.set(Timer::Request(conn, id), deadline);
         self.send_msg(conn, &Message::Request { id, body });
         Ok(())
@@ -67,7 +76,8 @@ impl<S: Store> PeerMachine<S> {
             Err(e) => e.as_str(),
         };
         super::status::Counters::bump(&mut self.counters.queries, label);
-        self.actions.push_back(Action::Notify(NodeEvent::QueryDone { id, result }));
+        self.actions
+            .push_back(Action::Notify(NodeEvent::QueryDone { id, result }));
     }
 
     /// The application's query: see [`PeerMachine::query`].
@@ -89,8 +99,12 @@ impl<S: Store> PeerMachine<S> {
     }
 
     pub(crate) fn on_request_timeout(&mut self, now: Instant, conn: ConnId, id: u64) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        let Some(req) = c.out_reqs.remove(&id) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(req) = c.out_reqs.remove(&id) else {
+            return;
+        };
         c.remember_expired(id);
         self.end_request(now, conn, req, QueryError::Timeout);
     }
@@ -99,11 +113,16 @@ impl<S: Store> PeerMachine<S> {
     /// its original deadline. Used when a peer's connection is replaced, so that a duplicate
     /// resolved under a query does not fail it.
     pub(crate) fn migrate_requests(&mut self, now: Instant, from: ConnId, to: ConnId) {
-        let Some(c) = self.conns.get_mut(&from) else { return };
+        let Some(c) = self.conns.get_mut(&from) else {
+            return;
+        };
         let reqs = core::mem::take(&mut c.out_reqs);
         for (id, req) in reqs {
             self.timers.cancel(Timer::Request(from, id));
-            let to_ok = matches!(self.conns.get(&to).map(|c| c.state), Some(ConnState::Established));
+            let to_ok = matches!(
+                self.conns.get(&to).map(|c| c.state),
+                Some(ConnState::Established)
+            );
             let resend = if to_ok {
                 self.send_request(now, to, req.origin, req.body.clone(), Some(req.deadline))
             } else {
@@ -117,7 +136,9 @@ impl<S: Store> PeerMachine<S> {
 
     /// Fails every request in flight on a connection that is going away.
     pub(crate) fn fail_requests(&mut self, now: Instant, conn: ConnId, err: QueryError) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let reqs = core::mem::take(&mut c.out_reqs);
         for (id, req) in reqs {
             self.timers.cancel(Timer::Request(conn, id));

@@ -86,7 +86,10 @@ pub struct Counters {
 impl Counters {
     pub(crate) fn record_rtt(&mut self, rtt: Duration) {
         let ms = rtt.as_micros().div_ceil(1000);
-        let idx = RTT_BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(RTT_BUCKETS_MS.len());
+        let idx = RTT_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(RTT_BUCKETS_MS.len());
         self.rtt_buckets[idx] += 1;
         self.rtt_sum_us = self.rtt_sum_us.saturating_add(rtt.as_micros());
     }

@@ -37,11 +37,17 @@ const MAX_ADDR_FAILURES: u32 = 8;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum ChainReq {
     /// A range for sync, starting at `from`.
-    Range { from: u64 },
+    Range {
+        from: u64,
+    },
     /// The peer's hash at a height, during a fork search.
-    ForkProbe { height: u64 },
+    ForkProbe {
+        height: u64,
+    },
     /// A branch range during a fork switch.
-    Branch { from: u64 },
+    Branch {
+        from: u64,
+    },
     Tip,
     Peers,
 }
@@ -96,7 +102,10 @@ struct Seen<T: Ord + Copy> {
 
 impl<T: Ord + Copy> Default for Seen<T> {
     fn default() -> Self {
-        Seen { set: BTreeSet::new(), order: VecDeque::new() }
+        Seen {
+            set: BTreeSet::new(),
+            order: VecDeque::new(),
+        }
     }
 }
 
@@ -144,7 +153,8 @@ impl<S: Store> PeerMachine<S> {
             Err(e) => return self.fatal(now, format!("reading the address book: {e}")),
         }
         self.timers.set(Timer::Sync, now + SYNC_TICK);
-        self.timers.set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
+        self.timers
+            .set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
         if let Some(every) = self.cfg.produce_blocks {
             self.timers.set(Timer::Produce, now + every);
         }
@@ -153,8 +163,14 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn load_tip(&mut self) -> Result<(), alloc::string::String> {
-        let (h, hash) = self.store.tip().map_err(|e| format!("reading the chain tip: {e}"))?;
-        let header = self.store.header_at(h).map_err(|e| format!("reading block {h}: {e}"))?;
+        let (h, hash) = self
+            .store
+            .tip()
+            .map_err(|e| format!("reading the chain tip: {e}"))?;
+        let header = self
+            .store
+            .header_at(h)
+            .map_err(|e| format!("reading block {h}: {e}"))?;
         self.chain.tip = (h, hash);
         self.chain.tip_header = header;
         Ok(())
@@ -162,7 +178,9 @@ impl<S: Store> PeerMachine<S> {
 
     /// Unix seconds now, if the driver told us how to compute it.
     fn wall_secs(&self, now: Instant) -> Option<u64> {
-        self.cfg.unix_time_at_zero.map(|z| z + now.as_micros() / 1_000_000)
+        self.cfg
+            .unix_time_at_zero
+            .map(|z| z + now.as_micros() / 1_000_000)
     }
 
     pub(crate) fn sync_target(&self) -> Option<u64> {
@@ -173,16 +191,26 @@ impl<S: Store> PeerMachine<S> {
     // ---- peers coming and going ------------------------------------------------------------
 
     pub(crate) fn chain_peer_up(&mut self, now: Instant, node: NodeId, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let (listen, dir) = (c.listen_addr(), c.dir);
         if let Some(r) = &c.remote {
-            self.chain.peer_best.insert(node, (r.best_height, r.best_hash));
+            self.chain
+                .peer_best
+                .insert(node, (r.best_height, r.best_hash));
         }
         if let Some(addr) = listen {
             self.learn_addr(addr, Some(node), true);
         }
         let _ = dir;
-        let _ = self.send_request(now, conn, Origin::Chain(ChainReq::Peers), RequestBody::Peers, None);
+        let _ = self.send_request(
+            now,
+            conn,
+            Origin::Chain(ChainReq::Peers),
+            RequestBody::Peers,
+            None,
+        );
         self.drive_sync(now);
     }
 
@@ -198,11 +226,21 @@ impl<S: Store> PeerMachine<S> {
 
     // ---- serving peers --------------------------------------------------------------------
 
-    pub(crate) fn serve_request(&mut self, now: Instant, conn: ConnId, body: RequestBody) -> ResponseBody {
+    pub(crate) fn serve_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        body: RequestBody,
+    ) -> ResponseBody {
         let result = match body {
-            RequestBody::Tip => Ok(ResponseBody::Tip { height: self.chain.tip.0, hash: self.chain.tip.1 }),
+            RequestBody::Tip => Ok(ResponseBody::Tip {
+                height: self.chain.tip.0,
+                hash: self.chain.tip.1,
+            }),
             RequestBody::HashAt { height } => self.store.hash_at(height).map(ResponseBody::HashAt),
-            RequestBody::Blocks { from, count } => self.blocks_from(from, count).map(ResponseBody::Blocks),
+            RequestBody::Blocks { from, count } => {
+                self.blocks_from(from, count).map(ResponseBody::Blocks)
+            }
             RequestBody::Peers => Ok(ResponseBody::Peers(self.addrs_for(conn))),
         };
         match result {
@@ -219,7 +257,9 @@ impl<S: Store> PeerMachine<S> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for h in from..from.saturating_add(count) {
-            let Some(b) = self.store.block_at(h)? else { break };
+            let Some(b) = self.store.block_at(h)? else {
+                break;
+            };
             bytes += b.wire_size();
             if bytes > self.cfg.max_response_bytes && !out.is_empty() {
                 break;
@@ -254,10 +294,24 @@ impl<S: Store> PeerMachine<S> {
 
     // ---- responses to our requests --------------------------------------------------------
 
-    pub(crate) fn chain_response(&mut self, now: Instant, conn: ConnId, req: ChainReq, asked: RequestBody, body: ResponseBody) {
-        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else { return };
+    pub(crate) fn chain_response(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: ChainReq,
+        asked: RequestBody,
+        body: ResponseBody,
+    ) {
+        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else {
+            return;
+        };
         if let ResponseBody::Refused(_) = body {
-            return self.chain_request_failed(now, conn, req, QueryError::Refused(crate::wire::RefuseReason::Other(0)));
+            return self.chain_request_failed(
+                now,
+                conn,
+                req,
+                QueryError::Refused(crate::wire::RefuseReason::Other(0)),
+            );
         }
         match (req, body) {
             (ChainReq::Range { from }, ResponseBody::Blocks(blocks)) => {
@@ -293,7 +347,9 @@ impl<S: Store> PeerMachine<S> {
                 }
                 self.on_branch(now, node, from, blocks);
             }
-            (ChainReq::ForkProbe { height }, ResponseBody::HashAt(hash)) => self.on_fork_probe(now, node, height, hash),
+            (ChainReq::ForkProbe { height }, ResponseBody::HashAt(hash)) => {
+                self.on_fork_probe(now, node, height, hash)
+            }
             (ChainReq::Tip, ResponseBody::Tip { height, hash }) => {
                 self.note_peer_best(node, height, hash);
                 self.drive_sync(now);
@@ -304,20 +360,47 @@ impl<S: Store> PeerMachine<S> {
                 }
                 self.top_up_outbound(now);
             }
-            _ => self.misbehave(now, conn, Misbehaviour::BadResponse, "response of the wrong kind for the request"),
+            _ => self.misbehave(
+                now,
+                conn,
+                Misbehaviour::BadResponse,
+                "response of the wrong kind for the request",
+            ),
         }
     }
 
     /// A block range must start where asked, be consecutive, and not exceed the count.
-    fn check_range_shape(&mut self, now: Instant, conn: ConnId, from: u64, asked: u64, blocks: &[Block]) -> bool {
-        let ok = blocks.len() as u64 <= asked && blocks.iter().enumerate().all(|(i, b)| b.header.height == from + i as u64);
+    fn check_range_shape(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        from: u64,
+        asked: u64,
+        blocks: &[Block],
+    ) -> bool {
+        let ok = blocks.len() as u64 <= asked
+            && blocks
+                .iter()
+                .enumerate()
+                .all(|(i, b)| b.header.height == from + i as u64);
         if !ok {
-            self.misbehave(now, conn, Misbehaviour::BadResponse, "block range out of order or larger than asked");
+            self.misbehave(
+                now,
+                conn,
+                Misbehaviour::BadResponse,
+                "block range out of order or larger than asked",
+            );
         }
         ok
     }
 
-    pub(crate) fn chain_request_failed(&mut self, now: Instant, conn: ConnId, req: ChainReq, err: QueryError) {
+    pub(crate) fn chain_request_failed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: ChainReq,
+        err: QueryError,
+    ) {
         let node = self.conns.get(&conn).and_then(|c| c.node_id());
         match req {
             ChainReq::Range { from } => {
@@ -368,7 +451,13 @@ impl<S: Store> PeerMachine<S> {
         let mut next = self.chain.tip.0 + 1;
         while self.chain.in_flight.len() < self.cfg.sync_parallel {
             // The lowest height neither applied, pending, nor requested.
-            while let Some(f) = self.chain.in_flight.range(..=next).next_back().filter(|(f, r)| **f + r.count > next) {
+            while let Some(f) = self
+                .chain
+                .in_flight
+                .range(..=next)
+                .next_back()
+                .filter(|(f, r)| **f + r.count > next)
+            {
                 next = *f.0 + f.1.count;
             }
             while self.chain.pending.contains_key(&next) {
@@ -377,11 +466,27 @@ impl<S: Store> PeerMachine<S> {
             if next > self.chain.tip.0 + batch * self.cfg.sync_parallel as u64 {
                 break; // far enough ahead: bounded pending
             }
-            let Some((node, best)) = self.pick_sync_peer(now, next) else { break };
+            let Some((node, best)) = self.pick_sync_peer(now, next) else {
+                break;
+            };
             let count = (best - next + 1).min(batch);
-            let Some(&conn) = self.peers.get(&node) else { break };
-            let body = RequestBody::Blocks { from: next, count: count as u32 };
-            if self.send_request(now, conn, Origin::Chain(ChainReq::Range { from: next }), body, None).is_err() {
+            let Some(&conn) = self.peers.get(&node) else {
+                break;
+            };
+            let body = RequestBody::Blocks {
+                from: next,
+                count: count as u32,
+            };
+            if self
+                .send_request(
+                    now,
+                    conn,
+                    Origin::Chain(ChainReq::Range { from: next }),
+                    body,
+                    None,
+                )
+                .is_err()
+            {
                 break;
             }
             self.chain.in_flight.insert(next, InFlight { count });
@@ -408,7 +513,9 @@ impl<S: Store> PeerMachine<S> {
 
     /// Applies pending blocks that extend the tip, one store transaction per batch.
     fn apply_pending(&mut self, now: Instant) {
-        let Some(mut parent) = self.chain.tip_header.clone() else { return };
+        let Some(mut parent) = self.chain.tip_header.clone() else {
+            return;
+        };
         let mut batch: Vec<Block> = Vec::new();
         let wall = self.wall_secs(now);
         while let Some((node, block)) = self.chain.pending.remove(&(parent.height + 1)) {
@@ -426,7 +533,12 @@ impl<S: Store> PeerMachine<S> {
                 Err(e) => {
                     self.chain.pending.retain(|_, (n, _)| *n != node);
                     if let Some(&conn) = self.peers.get(&node) {
-                        self.misbehave(now, conn, Misbehaviour::InvalidBlock, &format!("block {}: {}", block.header.height, e.as_str()));
+                        self.misbehave(
+                            now,
+                            conn,
+                            Misbehaviour::InvalidBlock,
+                            &format!("block {}: {}", block.header.height, e.as_str()),
+                        );
                     }
                     break;
                 }
@@ -439,7 +551,13 @@ impl<S: Store> PeerMachine<S> {
 
     /// Writes blocks to the store (atomically, with an optional rollback) and updates
     /// everything derived from the tip.
-    fn commit(&mut self, now: Instant, rollback_to: Option<u64>, blocks: Vec<Block>, source: Option<NodeId>) {
+    fn commit(
+        &mut self,
+        now: Instant,
+        rollback_to: Option<u64>,
+        blocks: Vec<Block>,
+        source: Option<NodeId>,
+    ) {
         let old_tip = self.chain.tip.0;
         if let Err(e) = self.store.apply(rollback_to, &blocks) {
             return self.fatal(now, format!("writing blocks: {e}"));
@@ -462,9 +580,11 @@ impl<S: Store> PeerMachine<S> {
         self.counters.blocks_applied += blocks.len() as u64;
         if let Some(fork) = rollback_to {
             self.counters.reorgs += 1;
-            self.actions.push_back(Action::Notify(NodeEvent::Reorg { fork, old_tip, to }));
+            self.actions
+                .push_back(Action::Notify(NodeEvent::Reorg { fork, old_tip, to }));
         }
-        self.actions.push_back(Action::Notify(NodeEvent::BlocksApplied { from, to, tip }));
+        self.actions
+            .push_back(Action::Notify(NodeEvent::BlocksApplied { from, to, tip }));
         // Once caught up, tell peers about the new tip (except whoever gave it to us), so a
         // node behind a healed partition learns of it without waiting for the next block.
         if self.sync_target().is_none() {
@@ -479,29 +599,53 @@ impl<S: Store> PeerMachine<S> {
         let tip = self.chain.tip.0;
         let lo = tip.saturating_sub(self.cfg.max_reorg_depth);
         self.chain.in_flight.clear();
-        self.chain.fork = Some(Fork { node, lo, hi: tip + 1, branch: Vec::new(), fetching: false });
+        self.chain.fork = Some(Fork {
+            node,
+            lo,
+            hi: tip + 1,
+            branch: Vec::new(),
+            fetching: false,
+        });
         // First make sure the floor itself is common; otherwise the fork is too deep.
         self.fork_probe(now, lo);
     }
 
     fn fork_probe(&mut self, now: Instant, height: u64) {
-        let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else { return };
+        let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else {
+            return;
+        };
         let Some(&conn) = self.peers.get(&node) else {
             self.chain.fork = None;
             return;
         };
         let origin = Origin::Chain(ChainReq::ForkProbe { height });
-        if self.send_request(now, conn, origin, RequestBody::HashAt { height }, None).is_err() {
+        if self
+            .send_request(now, conn, origin, RequestBody::HashAt { height }, None)
+            .is_err()
+        {
             self.chain.fork = None;
         }
     }
 
-    fn on_fork_probe(&mut self, now: Instant, node: NodeId, height: u64, theirs: Option<BlockHash>) {
+    fn on_fork_probe(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        height: u64,
+        theirs: Option<BlockHash>,
+    ) {
         let ours = match self.store.hash_at(height) {
             Ok(h) => h,
             Err(e) => return self.fatal(now, format!("reading block {height}: {e}")),
         };
-        let Some(fork) = self.chain.fork.as_mut().filter(|f| f.node == node && !f.fetching) else { return };
+        let Some(fork) = self
+            .chain
+            .fork
+            .as_mut()
+            .filter(|f| f.node == node && !f.fetching)
+        else {
+            return;
+        };
         let common = theirs.is_some() && theirs == ours;
         if height == fork.lo && !common {
             // Not even the floor is shared: deeper than we reorg. Ignore this peer's chain.
@@ -524,20 +668,41 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn fetch_branch(&mut self, now: Instant, from: u64) {
-        let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else { return };
+        let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else {
+            return;
+        };
         let Some(&conn) = self.peers.get(&node) else {
             self.chain.fork = None;
             return;
         };
-        let body = RequestBody::Blocks { from, count: self.cfg.sync_batch };
-        if self.send_request(now, conn, Origin::Chain(ChainReq::Branch { from }), body, None).is_err() {
+        let body = RequestBody::Blocks {
+            from,
+            count: self.cfg.sync_batch,
+        };
+        if self
+            .send_request(
+                now,
+                conn,
+                Origin::Chain(ChainReq::Branch { from }),
+                body,
+                None,
+            )
+            .is_err()
+        {
             self.chain.fork = None;
         }
     }
 
     /// Accumulates the peer's branch; switches once it is higher than our chain.
     fn on_branch(&mut self, now: Instant, node: NodeId, from: u64, blocks: Vec<Block>) {
-        let Some(fork) = self.chain.fork.as_mut().filter(|f| f.node == node && f.fetching) else { return };
+        let Some(fork) = self
+            .chain
+            .fork
+            .as_mut()
+            .filter(|f| f.node == node && f.fetching)
+        else {
+            return;
+        };
         if from != fork.lo + 1 + fork.branch.len() as u64 {
             return;
         }
@@ -546,7 +711,9 @@ impl<S: Store> PeerMachine<S> {
         let branch_tip = fork.lo + fork.branch.len() as u64;
         let our_tip = self.chain.tip.0;
         if branch_tip <= our_tip {
-            if got == 0 || fork.branch.len() as u64 > self.cfg.max_reorg_depth + self.cfg.sync_batch as u64 {
+            if got == 0
+                || fork.branch.len() as u64 > self.cfg.max_reorg_depth + self.cfg.sync_batch as u64
+            {
                 // The branch ended without beating our chain: keep ours (ties keep ours).
                 self.chain.fork = None;
                 self.chain.peer_best.remove(&node);
@@ -555,7 +722,9 @@ impl<S: Store> PeerMachine<S> {
             let next = branch_tip + 1;
             return self.fetch_branch(now, next);
         }
-        let Some(fork) = self.chain.fork.take() else { return };
+        let Some(fork) = self.chain.fork.take() else {
+            return;
+        };
         // Validate the whole branch on top of the common block before touching the store.
         let base = match self.store.header_at(fork.lo) {
             Ok(Some(h)) => h,
@@ -567,7 +736,12 @@ impl<S: Store> PeerMachine<S> {
         for b in &fork.branch {
             if let Err(e) = check_block(b, &parent, &self.cfg.limits, wall) {
                 if let Some(&conn) = self.peers.get(&node) {
-                    self.misbehave(now, conn, Misbehaviour::InvalidBlock, &format!("branch block {}: {}", b.header.height, e.as_str()));
+                    self.misbehave(
+                        now,
+                        conn,
+                        Misbehaviour::InvalidBlock,
+                        &format!("branch block {}: {}", b.header.height, e.as_str()),
+                    );
                 }
                 return;
             }
@@ -584,16 +758,25 @@ impl<S: Store> PeerMachine<S> {
     // ---- gossip ---------------------------------------------------------------------------
 
     pub(crate) fn on_block_announce(&mut self, now: Instant, conn: ConnId, block: Block) {
-        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else { return };
+        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else {
+            return;
+        };
         let hash = block.hash();
         self.note_peer_best(node, block.header.height, hash);
         if !self.chain.seen_blocks.insert(hash) {
             return;
         }
-        let Some(tip) = self.chain.tip_header.clone() else { return };
+        let Some(tip) = self.chain.tip_header.clone() else {
+            return;
+        };
         if block.header.height == tip.height + 1 && block.header.prev == self.chain.tip.1 {
             if let Err(e) = check_block(&block, &tip, &self.cfg.limits, self.wall_secs(now)) {
-                return self.misbehave(now, conn, Misbehaviour::InvalidBlock, &format!("announced block {}: {}", block.header.height, e.as_str()));
+                return self.misbehave(
+                    now,
+                    conn,
+                    Misbehaviour::InvalidBlock,
+                    &format!("announced block {}: {}", block.header.height, e.as_str()),
+                );
             }
             self.commit(now, None, alloc::vec![block.clone()], Some(node));
             // `commit` announced it to everyone but the source if we are caught up; if we are
@@ -607,9 +790,16 @@ impl<S: Store> PeerMachine<S> {
     }
 
     pub(crate) fn on_tx_broadcast(&mut self, now: Instant, conn: ConnId, tx: Tx) {
-        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else { return };
+        let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else {
+            return;
+        };
         if tx.0.len() > self.cfg.limits.max_tx_bytes {
-            return self.misbehave(now, conn, Misbehaviour::InvalidTx, "transaction over the size limit");
+            return self.misbehave(
+                now,
+                conn,
+                Misbehaviour::InvalidTx,
+                "transaction over the size limit",
+            );
         }
         let _ = self.accept_tx(tx, Some(node));
     }
@@ -638,14 +828,20 @@ impl<S: Store> PeerMachine<S> {
         self.chain.mempool.insert(id, tx.clone());
         self.chain.mempool_order.push_back(id);
         self.counters.txs_accepted += 1;
-        self.actions.push_back(Action::Notify(NodeEvent::TxAccepted { id }));
+        self.actions
+            .push_back(Action::Notify(NodeEvent::TxAccepted { id }));
         self.gossip(Message::TxBroadcast(tx), source);
         Ok(id)
     }
 
     /// Sends `msg` to every established peer except `except`.
     fn gossip(&mut self, msg: Message, except: Option<NodeId>) {
-        let targets: Vec<ConnId> = self.peers.iter().filter(|(n, _)| Some(**n) != except).map(|(_, c)| *c).collect();
+        let targets: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(n, _)| Some(**n) != except)
+            .map(|(_, c)| *c)
+            .collect();
         if targets.is_empty() {
             return;
         }
@@ -662,18 +858,27 @@ impl<S: Store> PeerMachine<S> {
         if let Some(every) = self.cfg.produce_blocks {
             self.timers.set(Timer::Produce, now + every);
         }
-        let Some(parent) = self.chain.tip_header.clone() else { return };
+        let Some(parent) = self.chain.tip_header.clone() else {
+            return;
+        };
         let mut txs = Vec::new();
         let mut bytes = 0usize;
         for id in &self.chain.mempool_order {
-            let Some(tx) = self.chain.mempool.get(id) else { continue };
-            if txs.len() >= self.cfg.limits.max_block_txs || bytes + tx.0.len() + 200 > self.cfg.limits.max_block_bytes / 2 {
+            let Some(tx) = self.chain.mempool.get(id) else {
+                continue;
+            };
+            if txs.len() >= self.cfg.limits.max_block_txs
+                || bytes + tx.0.len() + 200 > self.cfg.limits.max_block_bytes / 2
+            {
                 break;
             }
             bytes += tx.0.len();
             txs.push(tx.clone());
         }
-        let time = self.wall_secs(now).unwrap_or(parent.time + 1).max(parent.time);
+        let time = self
+            .wall_secs(now)
+            .unwrap_or(parent.time + 1)
+            .max(parent.time);
         let block = Block::build(&parent, time, txs);
         self.commit(now, None, alloc::vec![block.clone()], None);
         if self.sync_target().is_some() {
@@ -684,11 +889,24 @@ impl<S: Store> PeerMachine<S> {
     // ---- peer exchange --------------------------------------------------------------------
 
     pub(crate) fn peer_exchange_tick(&mut self, now: Instant) {
-        self.timers.set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
+        self.timers
+            .set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
         let conns: Vec<ConnId> = self.peers.values().copied().collect();
         for conn in conns {
-            let _ = self.send_request(now, conn, Origin::Chain(ChainReq::Peers), RequestBody::Peers, None);
-            let _ = self.send_request(now, conn, Origin::Chain(ChainReq::Tip), RequestBody::Tip, None);
+            let _ = self.send_request(
+                now,
+                conn,
+                Origin::Chain(ChainReq::Peers),
+                RequestBody::Peers,
+                None,
+            );
+            let _ = self.send_request(
+                now,
+                conn,
+                Origin::Chain(ChainReq::Tip),
+                RequestBody::Tip,
+                None,
+            );
         }
         self.top_up_outbound(now);
     }
@@ -699,14 +917,21 @@ impl<S: Store> PeerMachine<S> {
             return;
         }
         if let Some(n) = node {
-            if self.chain.addr_node.len() >= self.cfg.addr_book_max && !self.chain.addr_node.contains_key(&addr) {
+            if self.chain.addr_node.len() >= self.cfg.addr_book_max
+                && !self.chain.addr_node.contains_key(&addr)
+            {
                 self.chain.addr_node.pop_first();
             }
             self.chain.addr_node.insert(addr, n);
         }
         let key = PeerAddr::from(addr);
         if !self.chain.book.contains_key(&key) && self.chain.book.len() >= self.cfg.addr_book_max {
-            let worst = self.chain.book.values().max_by_key(|e| (e.failures, e.last_seen.is_none())).map(|e| e.addr);
+            let worst = self
+                .chain
+                .book
+                .values()
+                .max_by_key(|e| (e.failures, e.last_seen.is_none()))
+                .map(|e| e.addr);
             match worst {
                 Some(w) if !seen => {
                     // A hearsay address does not evict a known one unless that one is failing.
@@ -720,7 +945,11 @@ impl<S: Store> PeerMachine<S> {
             }
         }
         let now_us = self.now.as_micros();
-        let e = self.chain.book.entry(key).or_insert(AddrEntry { addr: key, failures: 0, last_seen: None });
+        let e = self.chain.book.entry(key).or_insert(AddrEntry {
+            addr: key,
+            failures: 0,
+            last_seen: None,
+        });
         if seen {
             e.failures = 0;
             e.last_seen = Some(now_us);
@@ -741,12 +970,20 @@ impl<S: Store> PeerMachine<S> {
     }
 
     /// An outbound attempt to `addr` ended: count failures in the book.
-    pub(crate) fn book_conn_closed(&mut self, _now: Instant, addr: SocketAddr, dir: Direction, state: super::conn::ConnState) {
+    pub(crate) fn book_conn_closed(
+        &mut self,
+        _now: Instant,
+        addr: SocketAddr,
+        dir: Direction,
+        state: super::conn::ConnState,
+    ) {
         if dir != Direction::Outbound || state == super::conn::ConnState::Established {
             return;
         }
         let key = PeerAddr::from(addr);
-        let Some(e) = self.chain.book.get_mut(&key) else { return };
+        let Some(e) = self.chain.book.get_mut(&key) else {
+            return;
+        };
         e.failures = e.failures.saturating_add(1);
         if e.failures >= MAX_ADDR_FAILURES {
             self.evict_addr(key);
@@ -765,7 +1002,11 @@ impl<S: Store> PeerMachine<S> {
         if self.stopped {
             return;
         }
-        let outbound = self.conns.values().filter(|c| c.dir == Direction::Outbound).count();
+        let outbound = self
+            .conns
+            .values()
+            .filter(|c| c.dir == Direction::Outbound)
+            .count();
         let mut want = self.cfg.target_outbound.saturating_sub(outbound);
         if want == 0 {
             return;
@@ -777,10 +1018,18 @@ impl<S: Store> PeerMachine<S> {
             .values()
             .map(|e| (e.failures, SocketAddr::from(e.addr)))
             .filter(|(_, a)| !self.targets.contains_key(a) && !self.never_dial.contains(a))
-            .filter(|(_, a)| self.chain.addr_node.get(a).is_none_or(|n| !connected.contains(n)))
+            .filter(|(_, a)| {
+                self.chain
+                    .addr_node
+                    .get(a)
+                    .is_none_or(|n| !connected.contains(n))
+            })
             .collect();
         // Fewest failures first; the seeded RNG breaks ties so nodes spread their dials.
-        let mut keyed: Vec<(u32, u64, SocketAddr)> = candidates.drain(..).map(|(f, a)| (f, self.rng.next_u64(), a)).collect();
+        let mut keyed: Vec<(u32, u64, SocketAddr)> = candidates
+            .drain(..)
+            .map(|(f, a)| (f, self.rng.next_u64(), a))
+            .collect();
         keyed.sort();
         for (_, _, addr) in keyed {
             if want == 0 {
@@ -793,7 +1042,12 @@ impl<S: Store> PeerMachine<S> {
 
     /// Redials the persistent targets that reached `node`.
     pub(crate) fn redial_node(&mut self, now: Instant, node: NodeId) {
-        let addrs: Vec<SocketAddr> = self.targets.iter().filter(|(_, t)| t.node == Some(node) && t.conn.is_none()).map(|(a, _)| *a).collect();
+        let addrs: Vec<SocketAddr> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.node == Some(node) && t.conn.is_none())
+            .map(|(a, _)| *a)
+            .collect();
         for a in addrs {
             self.dial_now(now, a);
         }

@@ -76,7 +76,12 @@ impl TimerTable {
 
     /// Cancels every timer belonging to `conn`.
     pub fn cancel_conn(&mut self, conn: ConnId) {
-        for t in [Timer::Handshake(conn), Timer::Ping(conn), Timer::Idle(conn), Timer::Probe(conn)] {
+        for t in [
+            Timer::Handshake(conn),
+            Timer::Ping(conn),
+            Timer::Idle(conn),
+            Timer::Probe(conn),
+        ] {
             self.cancel(t);
         }
     }

@@ -34,7 +34,11 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(max_frame: u32) -> Self {
-        FrameDecoder { buf: Vec::new(), start: 0, max_frame }
+        FrameDecoder {
+            buf: Vec::new(),
+            start: 0,
+            max_frame,
+        }
     }
 
     /// Appends received bytes. Call [`next_frame`](Self::next_frame) until it returns `Ok(None)`.
@@ -63,7 +67,10 @@ impl FrameDecoder {
         }
         let declared = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]);
         if declared > self.max_frame {
-            return Err(FrameError::TooLarge { declared, max: self.max_frame });
+            return Err(FrameError::TooLarge {
+                declared,
+                max: self.max_frame,
+            });
         }
         let total = HEADER_LEN + declared as usize;
         if avail.len() < total {
@@ -84,7 +91,13 @@ mod tests {
     fn a_4gib_length_prefix_is_refused_from_the_header_alone() {
         let mut d = FrameDecoder::new(8 << 20);
         d.push(&u32::MAX.to_le_bytes());
-        assert_eq!(d.next_frame(), Err(FrameError::TooLarge { declared: u32::MAX, max: 8 << 20 }));
+        assert_eq!(
+            d.next_frame(),
+            Err(FrameError::TooLarge {
+                declared: u32::MAX,
+                max: 8 << 20
+            })
+        );
         // Nothing beyond the 4 header bytes was ever buffered.
         assert_eq!(d.buffered(), 4);
     }

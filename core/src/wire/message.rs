@@ -246,7 +246,10 @@ impl<'de> Deserialize<'de> for RefuseReason {
 /// The answer to a [`RequestBody`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum ResponseBody {
-    Tip { height: u64, hash: BlockHash },
+    Tip {
+        height: u64,
+        hash: BlockHash,
+    },
     HashAt(Option<BlockHash>),
     /// Consecutive blocks starting at the requested height; fewer than asked (possibly none)
     /// when we have fewer or the byte cap was reached.
@@ -314,7 +317,10 @@ impl MessageKind {
     /// Control frames (handshake, liveness, goodbye) jump ahead of bulk frames still queued in
     /// the machine, so a peer busy receiving blocks still sees its pongs on time.
     pub const fn is_control(self) -> bool {
-        matches!(self, MessageKind::Hello | MessageKind::Ping | MessageKind::Pong | MessageKind::Goodbye)
+        matches!(
+            self,
+            MessageKind::Hello | MessageKind::Ping | MessageKind::Pong | MessageKind::Goodbye
+        )
     }
 }
 
@@ -325,7 +331,10 @@ pub enum Decoded {
     /// A message kind this version does not know: skip it.
     UnknownKind(u32),
     /// A request kind this version does not know: answer `Refused(Unsupported)`.
-    UnknownRequest { id: u64, kind: u32 },
+    UnknownRequest {
+        id: u64,
+        kind: u32,
+    },
 }
 
 /// A payload that cannot be decoded: a protocol error by the sender.
@@ -389,15 +398,20 @@ impl Message {
 
     /// Decodes one frame payload (without the length prefix).
     pub fn decode(payload: &[u8]) -> Result<Decoded, WireError> {
-        let (kind, body) = postcard::take_from_bytes::<u32>(payload).map_err(|_| WireError::MissingKind)?;
+        let (kind, body) =
+            postcard::take_from_bytes::<u32>(payload).map_err(|_| WireError::MissingKind)?;
         let Some(kind) = MessageKind::from_u32(kind) else {
             return Ok(Decoded::UnknownKind(kind));
         };
         let bad = |_| WireError::MalformedBody(kind);
         let msg = match kind {
             MessageKind::Hello => Message::Hello(postcard::from_bytes(body).map_err(bad)?),
-            MessageKind::Ping => Message::Ping { nonce: postcard::from_bytes(body).map_err(bad)? },
-            MessageKind::Pong => Message::Pong { nonce: postcard::from_bytes(body).map_err(bad)? },
+            MessageKind::Ping => Message::Ping {
+                nonce: postcard::from_bytes(body).map_err(bad)?,
+            },
+            MessageKind::Pong => Message::Pong {
+                nonce: postcard::from_bytes(body).map_err(bad)?,
+            },
             MessageKind::Goodbye => Message::Goodbye(postcard::from_bytes(body).map_err(bad)?),
             MessageKind::Request => {
                 let (id, rest) = postcard::take_from_bytes::<u64>(body).map_err(bad)?;
@@ -417,8 +431,12 @@ impl Message {
                 let (id, body) = postcard::from_bytes::<(u64, ResponseBody)>(body).map_err(bad)?;
                 Message::Response { id, body }
             }
-            MessageKind::BlockAnnounce => Message::BlockAnnounce(postcard::from_bytes(body).map_err(bad)?),
-            MessageKind::TxBroadcast => Message::TxBroadcast(postcard::from_bytes(body).map_err(bad)?),
+            MessageKind::BlockAnnounce => {
+                Message::BlockAnnounce(postcard::from_bytes(body).map_err(bad)?)
+            }
+            MessageKind::TxBroadcast => {
+                Message::TxBroadcast(postcard::from_bytes(body).map_err(bad)?)
+            }
         };
         Ok(Decoded::Known(msg))
     }
@@ -450,8 +468,14 @@ mod tests {
     fn control_messages_roundtrip() {
         roundtrip(Message::Ping { nonce: 42 });
         roundtrip(Message::Pong { nonce: u64::MAX });
-        roundtrip(Message::Goodbye(Goodbye { reason: GoodbyeReason::Other(999), detail: "x".into() }));
-        roundtrip(Message::Request { id: 7, body: RequestBody::Blocks { from: 3, count: 9 } });
+        roundtrip(Message::Goodbye(Goodbye {
+            reason: GoodbyeReason::Other(999),
+            detail: "x".into(),
+        }));
+        roundtrip(Message::Request {
+            id: 7,
+            body: RequestBody::Blocks { from: 3, count: 9 },
+        });
     }
 
     #[test]
@@ -465,13 +489,19 @@ mod tests {
         let mut payload = postcard::to_allocvec(&(MessageKind::Request as u32)).unwrap();
         payload.extend(postcard::to_allocvec(&5u64).unwrap());
         payload.extend(postcard::to_allocvec(&9u32).unwrap());
-        assert_eq!(Message::decode(&payload).unwrap(), Decoded::UnknownRequest { id: 5, kind: 9 });
+        assert_eq!(
+            Message::decode(&payload).unwrap(),
+            Decoded::UnknownRequest { id: 5, kind: 9 }
+        );
     }
 
     #[test]
     fn a_truncated_known_body_is_malformed() {
         let frame = Message::Ping { nonce: u64::MAX }.to_frame();
         let payload = &frame[4..frame.len() - 2];
-        assert_eq!(Message::decode(payload), Err(WireError::MalformedBody(MessageKind::Ping)));
+        assert_eq!(
+            Message::decode(payload),
+            Err(WireError::MalformedBody(MessageKind::Ping))
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod message;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError};
 pub use message::{
-    Decoded, Goodbye, GoodbyeReason, Hello, Message, MessageKind, PeerAddr, RefuseReason, RequestBody, ResponseBody,
-    WireError, MAGIC, MAX_USER_AGENT, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Decoded, Goodbye, GoodbyeReason, Hello, Message, MessageKind, PeerAddr, RefuseReason,
+    RequestBody, ResponseBody, WireError, MAGIC, MAX_USER_AGENT, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };

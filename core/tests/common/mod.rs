@@ -3,7 +3,10 @@
 
 use core::net::SocketAddr;
 use timed_core::testing::{NodeIx, Switchboard};
-use timed_core::{Config, Duration, Instant, MemStore, Network, NodeEvent, NodeId, PeerMachine};
+use timed_core::wire::{Decoded, FrameDecoder, Hello, Message, RequestBody};
+use timed_core::{
+    Action, Config, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId, PeerMachine,
+};
 
 pub fn id(n: u8) -> NodeId {
     NodeId([n; 32])
@@ -37,7 +40,12 @@ pub fn secs(s: u64) -> Duration {
 
 /// Node ids `node` lists as peers, in order.
 pub fn peer_ids(net: &mut Switchboard, node: NodeIx) -> Vec<NodeId> {
-    net.machine(node).status().peers.iter().map(|p| p.node_id).collect()
+    net.machine(node)
+        .status()
+        .peers
+        .iter()
+        .map(|p| p.node_id)
+        .collect()
 }
 
 pub fn count_events(net: &Switchboard, node: NodeIx, pred: impl Fn(&NodeEvent) -> bool) -> usize {
@@ -51,9 +59,136 @@ pub fn peer_downs(net: &Switchboard, node: NodeIx) -> usize {
 /// Asserts `a` and `b` list each other exactly once, over the two ends of one link.
 pub fn assert_single_link(net: &mut Switchboard, a: NodeIx, b: NodeIx) {
     let (ida, idb) = (net.machine(a).node_id(), net.machine(b).node_id());
-    let ca = net.machine(a).peer_conn(idb).unwrap_or_else(|| panic!("node {a} is not connected to node {b}"));
-    let cb = net.machine(b).peer_conn(ida).unwrap_or_else(|| panic!("node {b} is not connected to node {a}"));
-    assert_eq!(net.remote_end(a, ca), Some((b, cb)), "nodes {a} and {b} disagree on their connection");
+    let ca = net
+        .machine(a)
+        .peer_conn(idb)
+        .unwrap_or_else(|| panic!("node {a} is not connected to node {b}"));
+    let cb = net
+        .machine(b)
+        .peer_conn(ida)
+        .unwrap_or_else(|| panic!("node {b} is not connected to node {a}"));
+    assert_eq!(
+        net.remote_end(a, ca),
+        Some((b, cb)),
+        "nodes {a} and {b} disagree on their connection"
+    );
     assert_eq!(peer_ids(net, a).iter().filter(|p| **p == idb).count(), 1);
     assert_eq!(peer_ids(net, b).iter().filter(|p| **p == ida).count(), 1);
+}
+
+/// A scripted remote peer talking to one machine directly, for misbehaving-peer stories.
+pub struct Script {
+    pub m: PeerMachine<MemStore>,
+    pub conn: timed_core::ConnId,
+    pub now: Instant,
+    /// When false, `outputs` does not report sends as written: the peer stops reading.
+    pub reading: bool,
+}
+
+impl Script {
+    pub fn new(best_height: u64) -> Self {
+        Self::with(
+            config(1, "127.0.0.1:7000", &[]),
+            MemStore::new(Network::Devnet),
+            best_height,
+        )
+    }
+
+    pub fn with(cfg: Config, store: MemStore, best_height: u64) -> Self {
+        let now = Instant::ZERO;
+        let mut m = PeerMachine::new(cfg, store, now).expect("config");
+        let conn = m.accept(now, addr("127.0.0.1:5000")).expect("accepted");
+        let g = Network::Devnet.genesis_hash();
+        let hello = Hello {
+            magic: timed_core::wire::MAGIC,
+            version: 1,
+            min_version: 1,
+            network: Network::Devnet.id(),
+            genesis: g,
+            node_id: id(66),
+            boot: 1,
+            listen_port: None,
+            best_height,
+            best_hash: g,
+            user_agent: "script".into(),
+        };
+        let mut s = Script {
+            m,
+            conn,
+            now,
+            reading: true,
+        };
+        s.send(Message::Hello(hello));
+        s
+    }
+
+    pub fn send(&mut self, msg: Message) {
+        self.m.handle(
+            self.now,
+            Input::BytesIn {
+                conn: self.conn,
+                data: &msg.to_frame(),
+            },
+        );
+    }
+
+    /// Messages the machine sent us, and events, since the last call.
+    pub fn outputs(&mut self) -> (Vec<Message>, Vec<NodeEvent>, bool) {
+        let (mut msgs, mut events, mut closed) = (Vec::new(), Vec::new(), false);
+        while let Some(a) = self.m.poll_action() {
+            match a {
+                Action::Send { conn, data } if conn == self.conn => {
+                    if self.reading {
+                        self.m.handle(
+                            self.now,
+                            Input::Written {
+                                conn,
+                                bytes: data.len(),
+                            },
+                        );
+                    }
+                    let mut d = FrameDecoder::new(u32::MAX);
+                    d.push(&data);
+                    while let Ok(Some(p)) = d.next_frame() {
+                        if let Ok(Decoded::Known(m)) = Message::decode(p) {
+                            msgs.push(m);
+                        }
+                    }
+                }
+                Action::Close { conn } if conn == self.conn => closed = true,
+                Action::Notify(e) => events.push(e),
+                _ => {}
+            }
+        }
+        (msgs, events, closed)
+    }
+
+    /// Advances time in small steps, answering pings like a live peer; returns the rest.
+    pub fn advance(&mut self, d: timed_core::Duration) -> Vec<Message> {
+        let until = self.now + d;
+        let mut rest = Vec::new();
+        while self.now < until {
+            self.now += secs(10);
+            self.m.handle_timeout(self.now);
+            let (msgs, _, _) = self.outputs();
+            for m in msgs {
+                match m {
+                    Message::Ping { nonce } => self.send(Message::Pong { nonce }),
+                    other => rest.push(other),
+                }
+            }
+        }
+        rest
+    }
+
+    /// The first block-range request the machine sent.
+    pub fn range_request(msgs: &[Message]) -> Option<(u64, u64, u32)> {
+        msgs.iter().find_map(|m| match m {
+            Message::Request {
+                id,
+                body: RequestBody::Blocks { from, count },
+            } => Some((*id, *from, *count)),
+            _ => None,
+        })
+    }
 }
