@@ -292,11 +292,7 @@ impl<S: Store> PeerMachine<S> {
         if self.stopped {
             return;
         }
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for conn in conns {
-            self.close_with_goodbye(now, conn, GoodbyeReason::Shutdown, "node shutting down");
-        }
-        self.stop(now);
+        self.stop(now, "node shutting down");
     }
 
     /// A snapshot for APIs and tests.
@@ -643,6 +639,8 @@ impl<S: Store> PeerMachine<S> {
                     self.chain_peer_down(now, node);
                 }
             }
+            // A connection superseded by a `PeerMoved`: its end was already reported.
+            (ConnState::Established, _) => self.fail_requests(now, conn, QueryError::PeerGone),
             _ => {
                 self.fail_requests(now, conn, QueryError::PeerGone);
                 self.actions
@@ -681,9 +679,14 @@ impl<S: Store> PeerMachine<S> {
         false
     }
 
-    /// Stops the machine: no more dials, no more timers.
-    fn stop(&mut self, _now: Instant) {
+    /// Stops the machine: says goodbye on every connection, then no more dials or timers.
+    /// `stopped` is set first so that closing connections schedules nothing new.
+    fn stop(&mut self, now: Instant, why: &str) {
         self.stopped = true;
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close_with_goodbye(now, conn, GoodbyeReason::Shutdown, why);
+        }
         self.timers = TimerTable::default();
         self.targets.clear();
     }
@@ -695,16 +698,7 @@ impl<S: Store> PeerMachine<S> {
         }
         self.actions
             .push_back(Action::Notify(NodeEvent::Fatal { error }));
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for conn in conns {
-            self.close_with_goodbye(
-                now,
-                conn,
-                GoodbyeReason::Shutdown,
-                "node stopped: storage failure",
-            );
-        }
-        self.stop(now);
+        self.stop(now, "node stopped: storage failure");
     }
 }
 

@@ -100,6 +100,8 @@ pub struct Sim<M: NodeModel> {
     pub violations: Violations,
     pub events: u64,
     pub faults_applied: u64,
+    /// Ping timeouts counted by node incarnations that have since crashed.
+    pub retired_ping_timeouts: u64,
     pub stopped_early: bool,
     hasher: Sha256,
     trace: Option<Box<dyn Write>>,
@@ -202,6 +204,7 @@ impl<M: NodeModel> Sim<M> {
             violations: Violations::new(M::strict()),
             events: 0,
             faults_applied: 0,
+            retired_ping_timeouts: 0,
             stopped_early: false,
             hasher: Sha256::new(),
             trace: opts.trace,
@@ -1207,6 +1210,7 @@ impl<M: NodeModel> Sim<M> {
         slot.queries.clear();
         slot.conns.clear();
         if let Some(m) = slot.model.take() {
+            self.retired_ping_timeouts += m.counters().ping_timeouts;
             slot.persist = m.crash();
         }
         if let Some(port) = slot.spec.listen_port {
