@@ -159,10 +159,10 @@ impl HeedStore {
     ) -> Result<HeedStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         create_dir(&path)?;
-        let map_size = round_map_size(options.map_size);
+        let requested = round_map_size(options.map_size);
 
         let mut env_options = EnvOpenOptions::new().read_txn_without_tls();
-        env_options.map_size(map_size).max_dbs(8);
+        env_options.map_size(requested).max_dbs(8);
         // SAFETY: LMDB maps `data.mdb`; the map must not be changed behind LMDB's back.
         // Other processes go through LMDB's own lock file, heed refuses a second open of
         // the same directory in this process (`AlreadyOpen`), and we set none of the flags
@@ -170,7 +170,9 @@ impl HeedStore {
         // (someone truncating the file by hand), as with every mmap-based store.
         #[allow(unsafe_code)]
         let env =
-            unsafe { env_options.open(&path) }.map_err(|e| error::classify(&path, map_size, e))?;
+            unsafe { env_options.open(&path) }.map_err(|e| error::classify(&path, requested, e))?;
+        // LMDB grows the map to the file's size when an existing file is larger than asked.
+        let map_size = env.info().map_size;
         let err = |e| error::classify(&path, map_size, e);
 
         // A killed process leaves its reader slot behind; until cleared it pins old pages,
@@ -240,16 +242,16 @@ impl HeedStore {
         self.network
     }
 
-    /// The map size in effect, in bytes (after rounding).
+    /// The map size in effect, in bytes: the requested one rounded up, or the data file's size
+    /// if that is larger (LMDB never maps less than the file).
     pub fn map_size(&self) -> usize {
         self.map_size
     }
 
     /// Walks the whole stored chain in one read transaction and checks it: the meta record's
-    /// genesis, contiguous heights
-    /// from 0, genesis equal to the network's, every header one above its parent and linked to
-    /// its hash, every body present, decodable and matching its header's `tx_root`, no body
-    /// without a header. Returns the tip height.
+    /// genesis, contiguous heights from 0, genesis equal to the network's, every header one
+    /// above its parent and linked to its hash, every body present, decodable and matching
+    /// its header's `tx_root`, no body without a header. Returns the tip height.
     ///
     /// Linear in the chain size (a sha256 per header and per transaction): run it at startup
     /// and in tests, not per batch.

@@ -437,6 +437,19 @@ fn map_full_is_an_error_value_and_the_old_chain_survives() {
     drop(store);
     let store = HeedStore::open_with(dir.path(), Network::Devnet, options).unwrap();
     assert_eq!(store.verify().unwrap(), 5);
+    drop(store);
+
+    // The remedy the message gives works: a larger map takes the batch.
+    let larger = StoreOptions { map_size: 4 << 20 };
+    let mut store = HeedStore::open_with(dir.path(), Network::Devnet, larger).unwrap();
+    assert_eq!(store.map_size(), 4 << 20);
+    store.apply(Some(1), &big).unwrap();
+    assert_eq!(store.verify().unwrap(), 17);
+    drop(store);
+    // A smaller map than the file is raised to the file's size, not an error.
+    let store = HeedStore::open_with(dir.path(), Network::Devnet, options).unwrap();
+    assert!(store.map_size() > 256 * 1024);
+    assert_eq!(store.verify().unwrap(), 17);
 }
 
 #[test]
