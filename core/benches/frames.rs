@@ -24,7 +24,9 @@ fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode_10k_pings");
     g.throughput(Throughput::Elements(FRAMES as u64));
     // Floor: postcard alone on pre-split payloads, no framing, no chunk reassembly.
-    let payloads: Vec<Vec<u8>> = (0..FRAMES as u64).map(|i| Message::Ping { nonce: i + 1 }.to_frame()[4..].to_vec()).collect();
+    let payloads: Vec<Vec<u8>> = (0..FRAMES as u64)
+        .map(|i| Message::Ping { nonce: i + 1 }.to_frame()[4..].to_vec())
+        .collect();
     g.bench_function(BenchmarkId::new("baseline_postcard_only", CHUNK), |b| {
         b.iter(|| {
             for p in &payloads {
@@ -54,8 +56,15 @@ fn decode(c: &mut Criterion) {
 /// A machine with one established inbound peer, and that peer's conn id.
 fn established() -> (PeerMachine<MemStore>, timed_core::ConnId) {
     let now = Instant::ZERO;
-    let mut m = PeerMachine::new(Config::new(Network::Devnet, NodeId([1; 32]), 1), MemStore::new(Network::Devnet), now).expect("config");
-    let conn = m.accept(now, "127.0.0.1:5000".parse().expect("addr")).expect("accept");
+    let mut m = PeerMachine::new(
+        Config::new(Network::Devnet, NodeId([1; 32]), 1),
+        MemStore::new(Network::Devnet),
+        now,
+    )
+    .expect("config");
+    let conn = m
+        .accept(now, "127.0.0.1:5000".parse().expect("addr"))
+        .expect("accept");
     let g = Network::Devnet.genesis_hash();
     let hello = timed_core::wire::Hello {
         magic: timed_core::wire::MAGIC,
@@ -70,7 +79,13 @@ fn established() -> (PeerMachine<MemStore>, timed_core::ConnId) {
         best_hash: g,
         user_agent: "bench".into(),
     };
-    m.handle(now, Input::BytesIn { conn, data: &Message::Hello(hello).to_frame() });
+    m.handle(
+        now,
+        Input::BytesIn {
+            conn,
+            data: &Message::Hello(hello).to_frame(),
+        },
+    );
     while m.poll_action().is_some() {}
     (m, conn)
 }
@@ -101,7 +116,13 @@ fn machine_receive(c: &mut Criterion) {
                     while let Some(a) = m.poll_action() {
                         if let Action::Send { data, .. } = a {
                             pongs += 1;
-                            m.handle(now, Input::Written { conn, bytes: data.len() });
+                            m.handle(
+                                now,
+                                Input::Written {
+                                    conn,
+                                    bytes: data.len(),
+                                },
+                            );
                         }
                     }
                 }

@@ -377,6 +377,12 @@ impl Switchboard {
     pub fn crash(&mut self, node: NodeIx) -> Option<MemStore> {
         let m = self.nodes[node].machine.take()?;
         self.peer_of.retain(|a, b| a.node != node && b.node != node);
+        // Bytes in flight to the dead process die with it; they must not reach whatever
+        // restarts in its place (whose connection ids start again at 1).
+        self.queue.retain(|_, d| match d {
+            Delivery::Bytes { to, .. } | Delivery::Fin { to } => to.node != node,
+            Delivery::Connect { from, .. } => from.node != node,
+        });
         Some(m.into_store())
     }
 

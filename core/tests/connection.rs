@@ -266,9 +266,21 @@ fn a_peer_that_stops_answering_is_dropped_at_exactly_the_ping_timeout_then_redia
         .windows(2)
         .map(|w| (w[1] - w[0]).as_micros())
         .collect();
+    // Doubling (with up to +25 % jitter) until the cap, then held at the cap.
+    let max = net.machine(a).config().backoff_max.as_micros();
     for g in gaps.windows(2) {
-        assert!(g[1] > g[0], "backoff must grow: gaps {gaps:?}");
+        if g[0] < max {
+            assert!(
+                g[1] > g[0],
+                "backoff must grow below the cap: gaps {gaps:?}"
+            );
+        }
     }
+    assert!(gaps.iter().all(|g| *g <= max + max / 4), "capped: {gaps:?}");
+    assert!(
+        gaps.last().is_some_and(|g| *g >= max),
+        "reaches the cap: {gaps:?}"
+    );
     // Healing lets the next redial succeed.
     net.heal(a, b);
     net.run_for(secs(600));

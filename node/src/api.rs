@@ -34,7 +34,10 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 async fn snapshot(s: &ApiState) -> Result<Status, Response> {
-    s.handle.status().await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))
+    s.handle
+        .status()
+        .await
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))
 }
 
 async fn status(State(s): State<ApiState>) -> Response {
@@ -117,19 +120,38 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         Ok(st) => st,
         Err(r) => return r,
     };
-    let text = crate::metrics::render(&st, &observe::lock(&s.observed), s.started.elapsed().as_secs());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    let text = crate::metrics::render(
+        &st,
+        &observe::lock(&s.observed),
+        s.started.elapsed().as_secs(),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn tx(State(s): State<ApiState>, body: String) -> Response {
     let text = body.trim();
     let text = text.strip_prefix("0x").unwrap_or(text);
     if text.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "empty body: send the transaction bytes as hex");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "empty body: send the transaction bytes as hex",
+        );
     }
     let bytes = match hex::decode(text) {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is not hex ({e}): send the transaction bytes as hex")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not hex ({e}): send the transaction bytes as hex"),
+            )
+        }
     };
     match s.handle.submit_tx(Tx(bytes)).await {
         Ok(id) => Json(json!({ "tx_id": id.to_string() })).into_response(),

@@ -75,7 +75,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_node_index(s: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
         Ok(n) if (1..=MAX_NODE_INDEX).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a node id: use a number from 1 to {MAX_NODE_INDEX}")),
+        _ => Err(format!(
+            "`{s}` is not a node id: use a number from 1 to {MAX_NODE_INDEX}"
+        )),
     }
 }
 
@@ -192,7 +194,10 @@ pub struct SettingsError {
 }
 
 fn bad(problem: impl Into<String>, fix: impl Into<String>) -> SettingsError {
-    SettingsError { problem: problem.into(), fix: fix.into() }
+    SettingsError {
+        problem: problem.into(),
+        fix: fix.into(),
+    }
 }
 
 /// Everything a node runs with, resolved.
@@ -218,7 +223,10 @@ pub fn default_p2p_port(network: Network, index: Option<u16>) -> u16 {
 
 /// Default API address of `network` for local node `index`.
 pub fn default_api(network: Network, index: Option<u16>) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), network.default_port() + API_PORT_OFFSET + index.unwrap_or(0))
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        network.default_port() + API_PORT_OFFSET + index.unwrap_or(0),
+    )
 }
 
 fn default_data_dir(network: Network, index: Option<u16>) -> PathBuf {
@@ -233,7 +241,11 @@ fn default_data_dir(network: Network, index: Option<u16>) -> PathBuf {
     }
 }
 
-fn file_duration(field: &str, v: &Option<String>, path: &Path) -> Result<Option<Duration>, SettingsError> {
+fn file_duration(
+    field: &str,
+    v: &Option<String>,
+    path: &Path,
+) -> Result<Option<Duration>, SettingsError> {
     match v {
         None => Ok(None),
         Some(s) => duration::parse(s).map(Some).map_err(|e| {
@@ -252,7 +264,9 @@ pub fn resolve_peer(s: &str) -> Result<SocketAddr, SettingsError> {
         return Err(bad(format!("peer `{s}` has no port"), fix));
     }
     match s.to_socket_addrs() {
-        Ok(mut it) => it.next().ok_or_else(|| bad(format!("peer `{s}` resolves to no address"), fix)),
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| bad(format!("peer `{s}` resolves to no address"), fix)),
         Err(e) => Err(bad(format!("peer `{s}` cannot be resolved: {e}"), fix)),
     }
 }
@@ -281,7 +295,11 @@ impl NodeArgs {
         };
         let cfg_path = self.config.clone().unwrap_or_default();
 
-        let network: Network = self.network.or(file.network).unwrap_or(NetworkArg::Devnet).into();
+        let network: Network = self
+            .network
+            .or(file.network)
+            .unwrap_or(NetworkArg::Devnet)
+            .into();
         let node_index = match self.node_id.or(file.node_id) {
             Some(n) if !(1..=MAX_NODE_INDEX).contains(&n) => {
                 return Err(bad(
@@ -302,13 +320,21 @@ impl NodeArgs {
             (None, None) => match (file.listen, file.p2p_port) {
                 (Some(a), _) => a,
                 (None, Some(p)) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p),
-                (None, None) => {
-                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default_p2p_port(network, node_index))
-                }
+                (None, None) => SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    default_p2p_port(network, node_index),
+                ),
             },
         };
-        let peer_strs = if self.peers.is_empty() { &file.peers } else { &self.peers };
-        let peers = peer_strs.iter().map(|p| resolve_peer(p)).collect::<Result<Vec<_>, _>>()?;
+        let peer_strs = if self.peers.is_empty() {
+            &file.peers
+        } else {
+            &self.peers
+        };
+        let peers = peer_strs
+            .iter()
+            .map(|p| resolve_peer(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let api = match self.api.as_deref().or(file.api.as_deref()) {
             Some("off") | Some("none") => None,
             Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
@@ -331,7 +357,11 @@ impl NodeArgs {
             Some(d) => Some(d),
             None => file_duration("ping_timeout", &file.ping_timeout, &cfg_path)?,
         };
-        let log = self.log.clone().or(file.log).unwrap_or_else(|| "info".into());
+        let log = self
+            .log
+            .clone()
+            .or(file.log)
+            .unwrap_or_else(|| "info".into());
         let log_format = self.log_format.or(file.log_format).unwrap_or_default();
         Ok(Settings {
             network,
@@ -361,7 +391,11 @@ pub fn flag_for_field(field: &str) -> Option<&'static str> {
 
 impl Settings {
     /// The core configuration for this node.
-    pub fn core_config(&self, node_id: timed_core::NodeId, seed: u64) -> Result<timed_core::Config, SettingsError> {
+    pub fn core_config(
+        &self,
+        node_id: timed_core::NodeId,
+        seed: u64,
+    ) -> Result<timed_core::Config, SettingsError> {
         let mut c = timed_core::Config::new(self.network, node_id, seed);
         c.persistent_peers = self.peers.clone();
         if let Some(i) = self.ping_interval {
@@ -404,9 +438,29 @@ mod tests {
 
     #[test]
     fn the_three_node_test_plan_lines_get_distinct_dirs_and_api_ports() {
-        let a = args(&["--node-id", "1", "--p2p-port", "7000"]).resolve().unwrap();
-        let b = args(&["--node-id", "2", "--p2p-port", "7001", "--peer", "127.0.0.1:7000"]).resolve().unwrap();
-        let c = args(&["--node-id", "3", "--p2p-port", "7002", "--peer", "127.0.0.1:7000"]).resolve().unwrap();
+        let a = args(&["--node-id", "1", "--p2p-port", "7000"])
+            .resolve()
+            .unwrap();
+        let b = args(&[
+            "--node-id",
+            "2",
+            "--p2p-port",
+            "7001",
+            "--peer",
+            "127.0.0.1:7000",
+        ])
+        .resolve()
+        .unwrap();
+        let c = args(&[
+            "--node-id",
+            "3",
+            "--p2p-port",
+            "7002",
+            "--peer",
+            "127.0.0.1:7000",
+        ])
+        .resolve()
+        .unwrap();
         assert_ne!(a.data_dir, b.data_dir);
         assert_ne!(b.data_dir, c.data_dir);
         assert_ne!(a.api, b.api);
@@ -418,7 +472,9 @@ mod tests {
 
     #[test]
     fn a_ping_timeout_not_above_the_interval_names_the_flags() {
-        let s = args(&["--ping-interval", "10s", "--ping-timeout", "5s"]).resolve().unwrap();
+        let s = args(&["--ping-interval", "10s", "--ping-timeout", "5s"])
+            .resolve()
+            .unwrap();
         let e = s.core_config(timed_core::NodeId([1; 32]), 1).unwrap_err();
         assert!(e.to_string().contains("--ping-timeout"), "{e}");
     }

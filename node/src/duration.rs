@@ -9,9 +9,13 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("`{s}` is not a duration: write a whole number and a unit, e.g. 500ms, 30s, 5m"));
+        return Err(format!(
+            "`{s}` is not a duration: write a whole number and a unit, e.g. 500ms, 30s, 5m"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("`{s}`: the number is too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: the number is too large"))?;
     let d = match unit.trim() {
         "us" => Duration::from_micros(n),
         "ms" => Duration::from_millis(n),
@@ -19,7 +23,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
         "" => return Err(format!("`{s}` has no unit: write {n}s, {n}ms or {n}m")),
-        other => return Err(format!("`{s}`: unknown unit `{other}` (use us, ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}` (use us, ms, s, m or h)"
+            ))
+        }
     };
     Ok(d)
 }

@@ -22,7 +22,10 @@ fn main() -> ExitCode {
             if let Err(e) = logging::init(&settings.log, settings.log_format) {
                 return report(Err(e));
             }
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");

@@ -34,9 +34,18 @@ pub fn spawn_event_watcher(handle: &NodeHandle, observed: Shared) {
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
-                Ok(NodeEvent::PeerDown { reason: DownReason::GoodbyeReceived(r), .. })
-                | Ok(NodeEvent::ConnFailed { reason: DownReason::GoodbyeReceived(r), .. }) => {
-                    *lock(&observed).goodbyes_received.entry(r.as_str()).or_insert(0) += 1;
+                Ok(NodeEvent::PeerDown {
+                    reason: DownReason::GoodbyeReceived(r),
+                    ..
+                })
+                | Ok(NodeEvent::ConnFailed {
+                    reason: DownReason::GoodbyeReceived(r),
+                    ..
+                }) => {
+                    *lock(&observed)
+                        .goodbyes_received
+                        .entry(r.as_str())
+                        .or_insert(0) += 1;
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
@@ -47,7 +56,12 @@ pub fn spawn_event_watcher(handle: &NodeHandle, observed: Shared) {
 
 /// Samples the height every `every` and logs sync progress (height, target, blocks/s, ETA)
 /// while a peer is ahead of us, at most once per `log_every`.
-pub fn spawn_sync_progress(handle: NodeHandle, observed: Shared, every: Duration, log_every: Duration) {
+pub fn spawn_sync_progress(
+    handle: NodeHandle,
+    observed: Shared,
+    every: Duration,
+    log_every: Duration,
+) {
     tokio::spawn(async move {
         let mut last: Option<(tokio::time::Instant, u64)> = None;
         let mut last_log: Option<tokio::time::Instant> = None;
@@ -56,7 +70,9 @@ pub fn spawn_sync_progress(handle: NodeHandle, observed: Shared, every: Duration
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Ok(status) = handle.status().await else { return };
+            let Ok(status) = handle.status().await else {
+                return;
+            };
             let now = tokio::time::Instant::now();
             let rate = match last {
                 Some((t, h)) => {
@@ -84,7 +100,9 @@ pub fn spawn_sync_progress(handle: NodeHandle, observed: Shared, every: Duration
                     let due = last_log.is_none_or(|t| now.duration_since(t) >= log_every);
                     if due {
                         last_log = Some(now);
-                        let eta = eta.map(|s| format!("{s:.0}s")).unwrap_or_else(|| "unknown".into());
+                        let eta = eta
+                            .map(|s| format!("{s:.0}s"))
+                            .unwrap_or_else(|| "unknown".into());
                         info!(
                             height = status.height,
                             target,
@@ -98,7 +116,10 @@ pub fn spawn_sync_progress(handle: NodeHandle, observed: Shared, every: Duration
                 }
                 _ => {
                     if was_syncing {
-                        info!(height = status.height, "synced: at the best height our peers know");
+                        info!(
+                            height = status.height,
+                            "synced: at the best height our peers know"
+                        );
                         was_syncing = false;
                         last_log = None;
                     }

@@ -12,12 +12,20 @@ use tracing::{error, info, warn};
 pub type RunError = SettingsError;
 
 fn fail(problem: impl Into<String>, fix: impl Into<String>) -> RunError {
-    SettingsError { problem: problem.into(), fix: fix.into() }
+    SettingsError {
+        problem: problem.into(),
+        fix: fix.into(),
+    }
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], RunError> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| fail(format!("no OS randomness: {e}"), "run on a system with a working /dev/urandom"))?;
+    getrandom::fill(&mut b).map_err(|e| {
+        fail(
+            format!("no OS randomness: {e}"),
+            "run on a system with a working /dev/urandom",
+        )
+    })?;
     Ok(b)
 }
 
@@ -25,7 +33,10 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], RunError> {
 pub async fn run(settings: Settings) -> Result<(), RunError> {
     let dir = &settings.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| {
-        fail(format!("cannot create data dir {}: {e}", dir.display()), "pass a writable --data-dir")
+        fail(
+            format!("cannot create data dir {}: {e}", dir.display()),
+            "pass a writable --data-dir",
+        )
     })?;
     info::remove(dir);
 
@@ -44,21 +55,35 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         env!("CARGO_PKG_VERSION")
     );
 
-    let opts = RuntimeOptions { listen: Some(settings.listen), ..RuntimeOptions::default() };
-    let node = timed_tokio::spawn(config, store, opts).await.map_err(|e| match e {
-        timed_tokio::StartError::Bind { addr, source } => fail(
-            format!("cannot listen for peers on {addr}: {source}"),
-            "pick another --p2p-port (or --listen), or stop the process using that port",
-        ),
-        timed_tokio::StartError::Config(c) => fail(c.to_string(), "check the settings named above"),
-    })?;
+    let opts = RuntimeOptions {
+        listen: Some(settings.listen),
+        ..RuntimeOptions::default()
+    };
+    let node = timed_tokio::spawn(config, store, opts)
+        .await
+        .map_err(|e| match e {
+            timed_tokio::StartError::Bind { addr, source } => fail(
+                format!("cannot listen for peers on {addr}: {source}"),
+                "pick another --p2p-port (or --listen), or stop the process using that port",
+            ),
+            timed_tokio::StartError::Config(c) => {
+                fail(c.to_string(), "check the settings named above")
+            }
+        })?;
     let handle = node.handle();
     let p2p = handle.local_addr();
-    info!(p2p = ?p2p, peers = ?settings.peers, "listening for peers");
+    let shown =
+        |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
+    info!(p2p = %shown(p2p), persistent_peers = settings.peers.len(), "listening for peers");
 
     let observed = Arc::new(Mutex::new(Observed::default()));
     observe::spawn_event_watcher(&handle, observed.clone());
-    observe::spawn_sync_progress(handle.clone(), observed.clone(), Duration::from_secs(1), Duration::from_secs(5));
+    observe::spawn_sync_progress(
+        handle.clone(),
+        observed.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    );
 
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut api_addr = None;
@@ -75,7 +100,12 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             }
         };
         api_addr = listener.local_addr().ok();
-        let state = api::ApiState { handle: handle.clone(), observed, started: tokio::time::Instant::now(), p2p };
+        let state = api::ApiState {
+            handle: handle.clone(),
+            observed,
+            started: tokio::time::Instant::now(),
+            p2p,
+        };
         let app = api::router(state);
         api_task = Some(tokio::spawn(async move {
             let res = axum::serve(listener, app)
@@ -87,7 +117,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                 warn!(error = %e, "API server stopped");
             }
         }));
-        info!(api = ?api_addr, "HTTP API: /status /peers /chain /metrics, POST /tx");
+        info!(api = %shown(api_addr), "HTTP API: /status /peers /chain /metrics, POST /tx");
     }
 
     let node_info = info::NodeInfo {
@@ -115,7 +145,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     match exit.fatal {
         Some(err) => {
             error!(%err, "stopped after a storage failure");
-            Err(fail(format!("storage failure: {err}"), "fix the cause named above (disk space, permissions), then restart"))
+            Err(fail(
+                format!("storage failure: {err}"),
+                "fix the cause named above (disk space, permissions), then restart",
+            ))
         }
         None => {
             info!("stopped cleanly");
@@ -128,7 +161,10 @@ async fn wait_for_stop(handle: &timed_tokio::NodeHandle) -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(t), Ok(i)) => (t, i),
             _ => {
                 warn!("cannot install signal handlers; stop with Ctrl-C");

@@ -6,17 +6,31 @@ use serde_json::Value;
 use std::time::Duration;
 
 fn fail(problem: String, fix: &str) -> SettingsError {
-    SettingsError { problem, fix: fix.into() }
+    SettingsError {
+        problem,
+        fix: fix.into(),
+    }
 }
 
 fn fetch(addr: std::net::SocketAddr, path: &str) -> Result<Value, SettingsError> {
     let r = http::get(addr, path, Duration::from_secs(5)).map_err(|e| {
-        fail(e, "is the node running? Pass its API address with --api, or its --node-id / --network")
+        fail(
+            e,
+            "is the node running? Pass its API address with --api, or its --node-id / --network",
+        )
     })?;
     if r.status != 200 {
-        return Err(fail(format!("{addr}{path} answered HTTP {}: {}", r.status, r.body.trim()), "check the node's log"));
+        return Err(fail(
+            format!("{addr}{path} answered HTTP {}: {}", r.status, r.body.trim()),
+            "check the node's log",
+        ));
     }
-    serde_json::from_str(&r.body).map_err(|e| fail(format!("{addr}{path}: not JSON: {e}"), "is --api the node's API address?"))
+    serde_json::from_str(&r.body).map_err(|e| {
+        fail(
+            format!("{addr}{path}: not JSON: {e}"),
+            "is --api the node's API address?",
+        )
+    })
 }
 
 pub fn short(s: &str) -> String {
@@ -24,11 +38,16 @@ pub fn short(s: &str) -> String {
 }
 
 pub fn run(args: &StatusArgs) -> Result<(), SettingsError> {
-    let addr = args.api.unwrap_or_else(|| default_api(args.network.into(), args.node_id));
+    let addr = args
+        .api
+        .unwrap_or_else(|| default_api(args.network.into(), args.node_id));
     let status = fetch(addr, "/status")?;
     let peers = fetch(addr, "/peers")?;
     if args.json {
-        println!("{}", serde_json::json!({ "status": status, "peers": peers }));
+        println!(
+            "{}",
+            serde_json::json!({ "status": status, "peers": peers })
+        );
         return Ok(());
     }
     print!("{}", render(&status, &peers));
@@ -37,10 +56,20 @@ pub fn run(args: &StatusArgs) -> Result<(), SettingsError> {
 
 /// The table `timed status` prints.
 pub fn render(status: &Value, peers: &Value) -> String {
-    let s = |k: &str| status.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    let s = |k: &str| {
+        status
+            .get(k)
+            .map(|v| v.to_string().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
     let mut out = String::new();
     out += &format!("node      {} ({})\n", s("node_id"), s("network"));
-    out += &format!("height    {}   tip {}   genesis {}\n", s("height"), short(&s("tip_hash")), short(&s("genesis_hash")));
+    out += &format!(
+        "height    {}   tip {}   genesis {}\n",
+        s("height"),
+        short(&s("tip_hash")),
+        short(&s("genesis_hash"))
+    );
     out += &format!(
         "peers     {}   reconnects {}   uptime {}s   syncing {}\n\n",
         s("peer_count"),
@@ -56,8 +85,15 @@ pub fn render(status: &Value, peers: &Value) -> String {
         let g = |k: &str| p.get(k).cloned().unwrap_or(Value::Null);
         let pings = g("pings_sent").as_u64().unwrap_or(0);
         let pongs = g("pongs_received").as_u64().unwrap_or(0);
-        let rate = if pings == 0 { "-".to_string() } else { format!("{:.1}", 100.0 * pongs as f64 / pings as f64) };
-        let rtt = g("rtt_ms").as_f64().map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
+        let rate = if pings == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", 100.0 * pongs as f64 / pings as f64)
+        };
+        let rtt = g("rtt_ms")
+            .as_f64()
+            .map(|r| format!("{r:.2}"))
+            .unwrap_or_else(|| "-".into());
         out += &format!(
             "{:<10} {:<9} {:<22} {:>9} {:>9}s {:>7} {:>7} {:>7}\n",
             short(g("node_id").as_str().unwrap_or("?")),

@@ -8,7 +8,10 @@ use timed_core::{Network, NodeId, Store};
 pub type NodeStore = timed_store::HeedStore;
 
 fn fail(problem: String, fix: &str) -> SettingsError {
-    SettingsError { problem, fix: fix.into() }
+    SettingsError {
+        problem,
+        fix: fix.into(),
+    }
 }
 
 /// Opens (or creates) the store and checks the stored chain.
@@ -21,7 +24,10 @@ pub fn open(data_dir: &Path, network: Network) -> Result<NodeStore, SettingsErro
         )
     })?;
     store.verify().map_err(|e| {
-        fail(format!("the store failed its check: {e}"), "restore the data dir from a backup or start with a fresh --data-dir")
+        fail(
+            format!("the store failed its check: {e}"),
+            "restore the data dir from a backup or start with a fresh --data-dir",
+        )
     })?;
     Ok(store)
 }
@@ -30,9 +36,19 @@ pub fn open(data_dir: &Path, network: Network) -> Result<NodeStore, SettingsErro
 pub fn identity(store: &mut NodeStore, fresh: [u8; 32]) -> Result<NodeId, SettingsError> {
     store
         .load_or_create_identity(|| NodeId(fresh))
-        .map_err(|e| fail(format!("cannot read or store the node identity: {e}"), "check the data dir's permissions and free space"))
+        .map_err(|e| {
+            fail(
+                format!("cannot read or store the node identity: {e}"),
+                "check the data dir's permissions and free space",
+            )
+        })
 }
 
 pub fn height(store: &NodeStore) -> Result<u64, SettingsError> {
-    store.tip().map(|(h, _)| h).map_err(|e| fail(format!("cannot read the chain tip: {e}"), "check the data dir"))
+    store.tip().map(|(h, _)| h).map_err(|e| {
+        fail(
+            format!("cannot read the chain tip: {e}"),
+            "check the data dir",
+        )
+    })
 }

@@ -13,7 +13,9 @@ pub struct Clock {
 impl Clock {
     /// A clock whose epoch (`Instant::ZERO`) is now.
     pub fn start() -> Self {
-        Clock { start: tokio::time::Instant::now() }
+        Clock {
+            start: tokio::time::Instant::now(),
+        }
     }
 
     /// The current time as a core instant. Monotonic, as the core requires.
@@ -35,5 +37,8 @@ impl Clock {
 // the runtime adapter, the one place allowed to: it reads it once, at start.
 #[allow(clippy::disallowed_methods)]
 pub fn unix_time_now() -> Option<u64> {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }

@@ -12,6 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, Instrument, Span};
 
+use crate::RuntimeOptions;
+
 /// What connection tasks tell the driver.
 #[derive(Debug)]
 pub(crate) enum Inbox {
@@ -32,7 +34,9 @@ pub(crate) enum WriteCmd {
 
 pub(crate) fn close_kind(e: &std::io::Error) -> CloseKind {
     match e.kind() {
-        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => CloseKind::Reset,
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            CloseKind::Reset
+        }
         ErrorKind::UnexpectedEof => CloseKind::Fin,
         _ => CloseKind::Error,
     }
@@ -49,8 +53,14 @@ pub(crate) fn spawn_dial(
         async move {
             let msg = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => Inbox::Connected { conn, stream },
-                Ok(Err(e)) => Inbox::DialFailed { conn, error: e.to_string() },
-                Err(_) => Inbox::DialFailed { conn, error: format!("no answer within {timeout:?}") },
+                Ok(Err(e)) => Inbox::DialFailed {
+                    conn,
+                    error: e.to_string(),
+                },
+                Err(_) => Inbox::DialFailed {
+                    conn,
+                    error: format!("no answer within {timeout:?}"),
+                },
             };
             let _ = inbox.send(msg).await;
         }
@@ -66,14 +76,15 @@ pub(crate) fn spawn_io(
     inbox: mpsc::Sender<Inbox>,
     writes: mpsc::UnboundedReceiver<WriteCmd>,
     pause: watch::Receiver<bool>,
-    read_buffer: usize,
-    linger: Duration,
+    opts: &RuntimeOptions,
     span: Span,
 ) -> JoinHandle<()> {
+    let (read_buffer, linger) = (opts.read_buffer, opts.linger);
     // Pings and pongs are tiny and latency-sensitive; the machine already batches bulk data.
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    let reader = tokio::spawn(reader(conn, rd, inbox.clone(), pause, read_buffer).instrument(span.clone()));
+    let reader =
+        tokio::spawn(reader(conn, rd, inbox.clone(), pause, read_buffer).instrument(span.clone()));
     tokio::spawn(writer(conn, wr, inbox, writes, reader, linger).instrument(span))
 }
 
@@ -94,17 +105,30 @@ async fn reader(
             }
         }
         let msg = match half.read(&mut buf).await {
-            Ok(0) => Inbox::Closed { conn, kind: CloseKind::Fin },
+            Ok(0) => Inbox::Closed {
+                conn,
+                kind: CloseKind::Fin,
+            },
             Ok(n) => {
                 trace!(bytes = n, "read");
-                if inbox.send(Inbox::Bytes { conn, data: buf[..n].to_vec() }).await.is_err() {
+                if inbox
+                    .send(Inbox::Bytes {
+                        conn,
+                        data: buf[..n].to_vec(),
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
             }
             Err(e) => {
                 debug!(error = %e, "read failed");
-                Inbox::Closed { conn, kind: close_kind(&e) }
+                Inbox::Closed {
+                    conn,
+                    kind: close_kind(&e),
+                }
             }
         };
         let _ = inbox.send(msg).await;
@@ -127,12 +151,22 @@ async fn writer(
             WriteCmd::Data(data) => {
                 if let Err(e) = half.write_all(&data).await {
                     debug!(error = %e, "write failed");
-                    let _ = inbox.send(Inbox::Closed { conn, kind: close_kind(&e) }).await;
+                    let _ = inbox
+                        .send(Inbox::Closed {
+                            conn,
+                            kind: close_kind(&e),
+                        })
+                        .await;
                     reader.abort();
                     return;
                 }
                 trace!(bytes = data.len(), "written");
-                let _ = inbox.send(Inbox::Written { conn, bytes: data.len() }).await;
+                let _ = inbox
+                    .send(Inbox::Written {
+                        conn,
+                        bytes: data.len(),
+                    })
+                    .await;
             }
             WriteCmd::Close => break,
         }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use timed_core::{
-    Action, ConnId, Direction, DownReason, GoodbyeReason, Input, NodeEvent, PeerMachine, QueryError, QueryId,
-    ResponseBody, Store,
+    Action, ConnId, Direction, DownReason, GoodbyeReason, Input, NodeEvent, PeerMachine,
+    QueryError, QueryId, ResponseBody, Store,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -78,7 +78,9 @@ impl<S: Store> Driver<S> {
                 timer.as_mut().reset(self.clock.to_tokio(t));
             }
             let accepting = self.listener.is_some()
-                && self.accept_resume.is_none_or(|t| t <= tokio::time::Instant::now());
+                && self
+                    .accept_resume
+                    .is_none_or(|t| t <= tokio::time::Instant::now());
             let listener = self.listener.as_ref();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -126,7 +128,10 @@ impl<S: Store> Driver<S> {
             }
         }
         info!("stopped");
-        Exit { store: self.machine.into_store(), fatal: self.fatal }
+        Exit {
+            store: self.machine.into_store(),
+            fatal: self.fatal,
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -158,7 +163,9 @@ impl<S: Store> Driver<S> {
                     // The machine gave up on this dial meanwhile; drop the socket.
                     return;
                 };
-                let Some((writes, pause)) = entry.pending.take() else { return };
+                let Some((writes, pause)) = entry.pending.take() else {
+                    return;
+                };
                 let span = entry.span.clone();
                 span.in_scope(|| debug!("connected"));
                 self.start_io(conn, stream, writes, pause, span);
@@ -172,7 +179,8 @@ impl<S: Store> Driver<S> {
             }
             Inbox::Bytes { conn, data } => {
                 if self.conns.contains_key(&conn) {
-                    self.machine.handle(now, Input::BytesIn { conn, data: &data });
+                    self.machine
+                        .handle(now, Input::BytesIn { conn, data: &data });
                 }
             }
             Inbox::Written { conn, bytes } => {
@@ -183,7 +191,9 @@ impl<S: Store> Driver<S> {
             Inbox::Closed { conn, kind } => {
                 // Dropping the entry drops the writer's queue: it flushes and ends.
                 if let Some(entry) = self.conns.remove(&conn) {
-                    entry.span.in_scope(|| debug!(kind = kind.as_str(), "transport closed"));
+                    entry
+                        .span
+                        .in_scope(|| debug!(kind = kind.as_str(), "transport closed"));
                     self.machine.handle(now, Input::Closed { conn, kind });
                 }
             }
@@ -198,7 +208,15 @@ impl<S: Store> Driver<S> {
                     span.in_scope(|| debug!("accepted"));
                     let (write, writes) = mpsc::unbounded_channel();
                     let (pause, pause_rx) = watch::channel(false);
-                    self.conns.insert(conn, ConnEntry { span: span.clone(), write, pause, pending: None });
+                    self.conns.insert(
+                        conn,
+                        ConnEntry {
+                            span: span.clone(),
+                            write,
+                            pause,
+                            pending: None,
+                        },
+                    );
                     self.start_io(conn, stream, writes, pause_rx, span);
                 }
                 Err(refused) => debug!(%remote, %refused, "inbound connection refused"),
@@ -225,8 +243,7 @@ impl<S: Store> Driver<S> {
             self.inbox_tx.clone(),
             writes,
             pause,
-            self.opts.read_buffer,
-            self.opts.linger,
+            &self.opts,
             span,
         );
         self.writers.spawn(async move {
@@ -256,8 +273,22 @@ impl<S: Store> Driver<S> {
                     span.in_scope(|| debug!("dialing"));
                     let (write, writes) = mpsc::unbounded_channel();
                     let (pause, pause_rx) = watch::channel(false);
-                    conn::spawn_dial(conn, addr, self.opts.connect_timeout, self.inbox_tx.clone(), span.clone());
-                    self.conns.insert(conn, ConnEntry { span, write, pause, pending: Some((writes, pause_rx)) });
+                    conn::spawn_dial(
+                        conn,
+                        addr,
+                        self.opts.connect_timeout,
+                        self.inbox_tx.clone(),
+                        span.clone(),
+                    );
+                    self.conns.insert(
+                        conn,
+                        ConnEntry {
+                            span,
+                            write,
+                            pause,
+                            pending: Some((writes, pause_rx)),
+                        },
+                    );
                 }
                 Action::PauseRead { conn } => {
                     if let Some(entry) = self.conns.get(&conn) {
@@ -278,7 +309,10 @@ impl<S: Store> Driver<S> {
 
     fn on_event(&mut self, event: NodeEvent) {
         let span_of = |conns: &HashMap<ConnId, ConnEntry>, conn: ConnId| {
-            conns.get(&conn).map(|e| e.span.clone()).unwrap_or_else(Span::none)
+            conns
+                .get(&conn)
+                .map(|e| e.span.clone())
+                .unwrap_or_else(Span::none)
         };
         match &event {
             NodeEvent::QueryDone { id, result } => {
@@ -287,10 +321,17 @@ impl<S: Store> Driver<S> {
                     let _ = reply.send(result.clone());
                 }
             }
-            NodeEvent::PeerUp { peer, conn, direction, addr } => {
+            NodeEvent::PeerUp {
+                peer,
+                conn,
+                direction,
+                addr,
+            } => {
                 let span = span_of(&self.conns, *conn);
                 span.record("peer", tracing::field::display(peer.short()));
-                span.in_scope(|| info!(peer = %peer, direction = direction.as_str(), %addr, "peer up"));
+                span.in_scope(
+                    || info!(peer = %peer, direction = direction.as_str(), %addr, "peer up"),
+                );
             }
             NodeEvent::PeerMoved { peer, from, to } => {
                 if let Some(e) = self.conns.get(to) {
@@ -314,10 +355,24 @@ impl<S: Store> Driver<S> {
             NodeEvent::ConnFailed { conn, addr, reason } => {
                 debug!(%conn, %addr, %reason, "connection ended before the handshake completed")
             }
+            NodeEvent::GoodbyeReceived {
+                conn,
+                reason,
+                detail,
+                ..
+            } => {
+                let span = span_of(&self.conns, *conn);
+                span.in_scope(|| debug!(reason = reason.as_str(), %detail, "peer said goodbye"));
+            }
             NodeEvent::BlocksApplied { from, to, .. } => debug!(from, to, "blocks applied"),
             NodeEvent::Reorg { fork, old_tip, to } => info!(fork, old_tip, to, "chain reorganised"),
             NodeEvent::TxAccepted { id } => debug!(tx = %id, "transaction accepted"),
-            NodeEvent::Misbehaved { peer, addr, what, detail } => warn!(
+            NodeEvent::Misbehaved {
+                peer,
+                addr,
+                what,
+                detail,
+            } => warn!(
                 peer = %peer.map(|p| p.short().to_string()).unwrap_or_else(|| "?".into()),
                 %addr, what = what.as_str(), %detail, "peer misbehaved: disconnected and banned"
             ),

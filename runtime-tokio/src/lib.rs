@@ -27,9 +27,11 @@
 //!
 //! Nothing here depends on tokio beyond: TCP listener/stream with split halves, a bounded
 //! mpsc, a oneshot, a watch (pause flag), a broadcast (events), `sleep_until` and `spawn`.
-//! The async-std adapter mirrors this file one to one.
+//! The async-std adapter mirrors this file one to one; [`conformance`] holds the behaviour
+//! both must show, written against the small [`conformance::Harness`] trait.
 
 mod clock;
+pub mod conformance;
 mod conn;
 mod driver;
 
@@ -38,14 +40,14 @@ pub use clock::{unix_time_now, Clock};
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
-use tracing::Instrument;
 use timed_core::{
-    Config, ConfigError, NodeEvent, NodeId, PeerMachine, QueryError, RequestBody, ResponseBody, Status, Store, Tx,
-    TxError, TxId,
+    Config, ConfigError, NodeEvent, NodeId, PeerMachine, QueryError, RequestBody, ResponseBody,
+    Status, Store, Tx, TxError, TxId,
 };
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// Knobs of the adapter itself. Protocol settings live in [`Config`].
 #[derive(Clone, Debug)]
@@ -114,10 +116,21 @@ pub struct Exit<S> {
 }
 
 pub(crate) enum Command {
-    Query { peer: NodeId, req: RequestBody, reply: oneshot::Sender<Result<ResponseBody, QueryError>> },
-    SubmitTx { tx: Tx, reply: oneshot::Sender<Result<TxId, TxError>> },
-    Dial { addr: SocketAddr },
-    Status { reply: oneshot::Sender<Status> },
+    Query {
+        peer: NodeId,
+        req: RequestBody,
+        reply: oneshot::Sender<Result<ResponseBody, QueryError>>,
+    },
+    SubmitTx {
+        tx: Tx,
+        reply: oneshot::Sender<Result<TxId, TxError>>,
+    },
+    Dial {
+        addr: SocketAddr,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
     Shutdown,
 }
 
@@ -150,7 +163,12 @@ impl NodeHandle {
     /// peer, over the in-flight cap, shutting down).
     pub async fn query(&self, peer: NodeId, req: RequestBody) -> Result<ResponseBody, QueryError> {
         let (reply, rx) = oneshot::channel();
-        if self.cmd.send(Command::Query { peer, req, reply }).await.is_err() {
+        if self
+            .cmd
+            .send(Command::Query { peer, req, reply })
+            .await
+            .is_err()
+        {
             return Err(QueryError::ShuttingDown);
         }
         rx.await.unwrap_or(Err(QueryError::ShuttingDown))
@@ -159,7 +177,12 @@ impl NodeHandle {
     /// Submits a transaction to the mempool (and so to every peer).
     pub async fn submit_tx(&self, tx: Tx) -> Result<TxId, TxError> {
         let (reply, rx) = oneshot::channel();
-        if self.cmd.send(Command::SubmitTx { tx, reply }).await.is_err() {
+        if self
+            .cmd
+            .send(Command::SubmitTx { tx, reply })
+            .await
+            .is_err()
+        {
             return Err(TxError::ShuttingDown);
         }
         rx.await.unwrap_or(Err(TxError::ShuttingDown))
@@ -167,13 +190,19 @@ impl NodeHandle {
 
     /// Asks the machine to dial `addr` once (not persistent).
     pub async fn dial(&self, addr: SocketAddr) -> Result<(), NodeStopped> {
-        self.cmd.send(Command::Dial { addr }).await.map_err(|_| NodeStopped)
+        self.cmd
+            .send(Command::Dial { addr })
+            .await
+            .map_err(|_| NodeStopped)
     }
 
     /// A snapshot of the machine.
     pub async fn status(&self) -> Result<Status, NodeStopped> {
         let (reply, rx) = oneshot::channel();
-        self.cmd.send(Command::Status { reply }).await.map_err(|_| NodeStopped)?;
+        self.cmd
+            .send(Command::Status { reply })
+            .await
+            .map_err(|_| NodeStopped)?;
         rx.await.map_err(|_| NodeStopped)
     }
 
@@ -247,7 +276,11 @@ impl<S> Node<S> {
 ///
 /// Fills in `config.listen_port` with the bound port when it is unset (or 0), and
 /// `config.unix_time_at_zero` from the system clock when unset.
-pub async fn spawn<S>(mut config: Config, store: S, opts: RuntimeOptions) -> Result<Node<S>, StartError>
+pub async fn spawn<S>(
+    mut config: Config,
+    store: S,
+    opts: RuntimeOptions,
+) -> Result<Node<S>, StartError>
 where
     S: Store + Send + 'static,
 {
@@ -279,14 +312,25 @@ where
         }
         .instrument(span),
     );
-    let handle = NodeHandle { cmd: cmd_tx, events, done: done_rx, clock, node_id, local_addr };
+    let handle = NodeHandle {
+        cmd: cmd_tx,
+        events,
+        done: done_rx,
+        clock,
+        node_id,
+        local_addr,
+    };
     Ok(Node { handle, task })
 }
 
 /// Binds with `SO_REUSEADDR`, so a restarted node gets its port back at once even while the
 /// previous process's connections sit in `TIME_WAIT`.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)

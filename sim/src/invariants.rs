@@ -44,7 +44,10 @@ const KEEP: usize = 20;
 
 impl Violations {
     pub fn new(strict: bool) -> Self {
-        Violations { strict, ..Default::default() }
+        Violations {
+            strict,
+            ..Default::default()
+        }
     }
 
     pub fn record(&mut self, v: Violation) {
@@ -76,8 +79,9 @@ pub struct Pair {
     pub connects: u64,
     /// Of those, the ones that replaced a lost connection of this pair.
     pub reconnects: u64,
-    /// When the lost (not yet replaced) connections came up, most recent last.
-    pub closed_stack: Vec<Micros>,
+    /// When the lost (not yet replaced) connections came up, and whether the pair's lower
+    /// node dialed them; most recent last.
+    pub closed_stack: Vec<(Micros, bool)>,
 }
 
 impl Pair {

@@ -17,8 +17,13 @@
 //!    replacing the previous one. Nothing unregisters a writer when its connection ends;
 //!    sending through a dead writer fails silently.
 //! 5. **Replies go through that registry** (notes 001 "Pong response", 003 "Responds with
-//!    pongs via peer_registry"): a ping received on an inbound connection is answered with
-//!    `send_to_peer(ip, pong)`, i.e. on whichever connection to that IP registered last.
+//!    pongs via peer_registry"). The handshake ACK is sent right after registering, by bare
+//!    IP. Pongs and other replies are sent from the message loop with the peer's key in the
+//!    peer list, `IP:ephemeral_port` (DESIGN §1: "replies were also looked up by
+//!    IP:ephemeral-port while writers were registered by bare IP"), which matches no writer:
+//!    the pong is never sent ([`ReplyKey::PeerSocketAddr`], the default). With
+//!    [`ReplyKey::BareIp`] the lookup uses the bare IP, and the pong leaves on whichever
+//!    connection to that IP registered last (on one host: often another node's socket).
 //! 6. **Only outbound connections ping** (`PeerConnection::new_outbound` in client.rs): every
 //!    30 s, the first tick at once; each ping not answered by a matching pong on that
 //!    connection is a missed pong; at a tick with 3 missed pongs the connection is closed
@@ -31,10 +36,12 @@
 //! numbered as in the new protocol) instead of the old JSON lines, so the same filters and
 //! wire observers apply. Encoding is not what failed; routing was.
 
-use crate::model::{CloseKind, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec};
+use crate::model::{
+    CloseKind, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec,
+};
 use crate::net::wire::{self, Kind, Reassembler};
 use crate::rng::Rng;
-use crate::scenario::LegacyTuning;
+use crate::scenario::{LegacyTuning, ReplyKey};
 use crate::time::Micros;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -133,9 +140,12 @@ impl Legacy {
 
     /// The connection is gone (we closed it or were told): the client loop sleeps, then redials.
     fn forget(&mut self, now: Micros, conn: ModelConn, reason: &'static str) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         if c.state == State::Up {
-            self.actions.push_back(ModelAction::Event(ModelEvent::PeerDown { conn, reason }));
+            self.actions
+                .push_back(ModelAction::Event(ModelEvent::PeerDown { conn, reason }));
             if self.peer_list.get(&c.remote) == Some(&conn) {
                 self.peer_list.remove(&c.remote);
             }
@@ -156,7 +166,9 @@ impl Legacy {
     }
 
     fn handshake_done(&mut self, now: Micros, conn: ModelConn) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.state = State::Up;
         c.deadline = None;
         let remote = c.remote;
@@ -166,14 +178,21 @@ impl Legacy {
         // Register the writer by bare IP, replacing whatever was there.
         self.registry.insert(remote.ip(), conn);
         self.peer_list.insert(remote, conn);
-        let per_ip = self.peer_list.keys().filter(|a| a.ip() == remote.ip()).count();
+        let per_ip = self
+            .peer_list
+            .keys()
+            .filter(|a| a.ip() == remote.ip())
+            .count();
         self.max_entries_per_ip = self.max_entries_per_ip.max(per_ip);
-        self.actions.push_back(ModelAction::Event(ModelEvent::PeerUp { conn }));
+        self.actions
+            .push_back(ModelAction::Event(ModelEvent::PeerUp { conn }));
     }
 
     fn on_frame(&mut self, now: Micros, conn: ModelConn, frame: &[u8]) {
         let info = wire::classify(&frame[wire::HEADER_LEN..]);
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let (outbound, state, remote) = (c.outbound, c.state, c.remote);
         match info.kind {
             Kind::Hello => {
@@ -188,7 +207,14 @@ impl Legacy {
             Kind::Ping if !outbound && state == State::Up => {
                 let mut body = Vec::new();
                 wire::write_varint(info.nonce.unwrap_or(0), &mut body);
-                self.reply_via_registry(remote.ip(), Kind::Pong, &body);
+                match self.t.reply_key {
+                    // server.rs answers through `send_to_peer(&ip_str, pong)` where `ip_str`
+                    // is the peer's key in its own peer list, `IP:ephemeral_port`; writers are
+                    // registered under the bare IP: the lookup never matches.
+                    ReplyKey::PeerSocketAddr => self.pongs_dropped += 1,
+                    // The registry alone: the pong leaves on the last-registered socket for IP.
+                    ReplyKey::BareIp => self.reply_via_registry(remote.ip(), Kind::Pong, &body),
+                }
             }
             Kind::Pong if outbound => {
                 let c = self.conns.get_mut(&conn).expect("checked above");
@@ -207,7 +233,14 @@ impl Legacy {
     /// `peer_registry.send_to_peer(ip, msg)`.
     fn reply_via_registry(&mut self, ip: IpAddr, kind: Kind, body: &[u8]) {
         match self.registry.get(&ip).copied() {
-            Some(w) if self.conns.get(&w).is_some_and(|c| c.state != State::Connecting) => self.send(w, kind, body),
+            Some(w)
+                if self
+                    .conns
+                    .get(&w)
+                    .is_some_and(|c| c.state != State::Connecting) =>
+            {
+                self.send(w, kind, body)
+            }
             _ => self.pongs_dropped += 1,
         }
     }
@@ -215,7 +248,9 @@ impl Legacy {
     fn tick(&mut self, now: Micros, conn: ModelConn) {
         let max_missed = self.t.max_missed_pongs;
         let interval = self.t.ping_interval;
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.missed >= max_missed {
             self.counters.ping_timeouts += 1;
             self.close(now, conn, "ping_timeout");
@@ -238,14 +273,24 @@ impl NodeModel for Legacy {
     type Persist = ();
     const NAME: &'static str = "legacy";
 
-    fn boot(spec: &NodeSpec, boot_seed: u64, now: Micros, _persisted: Option<()>) -> Result<Self, String> {
+    fn boot(
+        spec: &NodeSpec,
+        boot_seed: u64,
+        now: Micros,
+        _persisted: Option<()>,
+    ) -> Result<Self, String> {
         let my = spec.ip.to_string();
         let slots = spec
             .persistent_peers
             .iter()
             .map(|&addr| {
-                let dial = !(addr.ip().to_string() < my);
-                Slot { addr, dial, conn: None, retry_at: dial.then_some(now) }
+                let dial = addr.ip().to_string() >= my;
+                Slot {
+                    addr,
+                    dial,
+                    conn: None,
+                    retry_at: dial.then_some(now),
+                }
             })
             .collect();
         let mut m = Legacy {
@@ -278,7 +323,10 @@ impl NodeModel for Legacy {
         }
         // server.rs tie-break, by octets: we should be the initiator and already are.
         let we_initiate = octets(self.ip) < octets(remote.ip());
-        let have_outbound = self.conns.values().any(|c| c.outbound && c.state == State::Up && c.remote.ip() == remote.ip());
+        let have_outbound = self
+            .conns
+            .values()
+            .any(|c| c.outbound && c.state == State::Up && c.remote.ip() == remote.ip());
         if we_initiate && have_outbound {
             return None;
         }
@@ -302,7 +350,9 @@ impl NodeModel for Legacy {
     }
 
     fn connected(&mut self, now: Micros, conn: ModelConn) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.state != State::Connecting {
             return;
         }
@@ -319,7 +369,9 @@ impl NodeModel for Legacy {
     }
 
     fn bytes_in(&mut self, now: Micros, conn: ModelConn, data: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let mut frames: Vec<Vec<u8>> = Vec::new();
         c.rx.feed(data, |f, _| frames.push(f.to_vec()));
         for f in frames {
@@ -330,7 +382,15 @@ impl NodeModel for Legacy {
     fn written(&mut self, _now: Micros, _conn: ModelConn, _bytes: usize) {}
 
     fn closed(&mut self, now: Micros, conn: ModelConn, kind: CloseKind) {
-        self.forget(now, conn, if kind == CloseKind::Fin { "closed" } else { "reset" });
+        self.forget(
+            now,
+            conn,
+            if kind == CloseKind::Fin {
+                "closed"
+            } else {
+                "reset"
+            },
+        );
     }
 
     fn on_timeout(&mut self, now: Micros) {
@@ -356,7 +416,10 @@ impl NodeModel for Legacy {
             self.tick(now, id);
         }
         for s in 0..self.slots.len() {
-            if self.slots[s].dial && self.slots[s].conn.is_none() && self.slots[s].retry_at.is_some_and(|t| t <= now) {
+            if self.slots[s].dial
+                && self.slots[s].conn.is_none()
+                && self.slots[s].retry_at.is_some_and(|t| t <= now)
+            {
                 self.dial(now, s);
             }
         }
@@ -366,8 +429,21 @@ impl NodeModel for Legacy {
         if self.stopped {
             return None;
         }
-        let conns = self.conns.values().flat_map(|c| [c.deadline, if c.state == State::Up { c.next_ping } else { None }]);
-        let slots = self.slots.iter().filter(|s| s.dial && s.conn.is_none()).map(|s| s.retry_at);
+        let conns = self.conns.values().flat_map(|c| {
+            [
+                c.deadline,
+                if c.state == State::Up {
+                    c.next_ping
+                } else {
+                    None
+                },
+            ]
+        });
+        let slots = self
+            .slots
+            .iter()
+            .filter(|s| s.dial && s.conn.is_none())
+            .map(|s| s.retry_at);
         conns.chain(slots).flatten().min()
     }
 

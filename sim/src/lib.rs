@@ -7,8 +7,8 @@
 //! same scenario shows both side by side. Everything random comes from one seed; a rolling
 //! sha256 over the event trace proves a replay is bit-identical.
 //!
-//! Entry points: [`run`] (one run, a [`RunRequest`]), [`scenario::CATALOG`], and the
-//! `timed-sim` binary (`cli`).
+//! Entry points: [`run`] (one run of a [`RunSpec`]), [`scenario::CATALOG`], [`cli::sweep`],
+//! and the `timed-sim` binary ([`cli`]).
 
 pub mod cli;
 pub mod engine;
@@ -45,7 +45,10 @@ pub enum SimError {
     #[error("--duration must be longer than zero")]
     ZeroDuration,
     #[error("cannot write {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The node models.
@@ -72,18 +75,6 @@ impl ModelKind {
     }
 }
 
-/// One run to do.
-#[derive(Default)]
-pub struct RunRequest {
-    pub spec: Option<RunSpec>,
-    /// Stop at the first violation; default: yes for the machine, no for the legacy model
-    /// (whose violations are the point of running it).
-    pub stop_on_violation: Option<bool>,
-    pub trace: Option<Box<dyn Write>>,
-    /// Keep what the SVG timeline needs.
-    pub timeline: bool,
-}
-
 /// What a run produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -91,11 +82,22 @@ pub struct Outcome {
     pub timeline: Option<Timeline>,
 }
 
-/// Runs one scenario with one model and seed.
-pub fn run(spec: &RunSpec, stop_on_violation: Option<bool>, trace: Option<Box<dyn Write>>, timeline: bool) -> Result<Outcome, SimError> {
+/// Runs one scenario with one model and seed. `stop_on_violation` defaults to the model's
+/// strictness (the machine stops at the first violation, the legacy model is only measured);
+/// `trace` receives a JSONL line per connection-level event; `timeline` keeps what the SVG needs.
+pub fn run(
+    spec: &RunSpec,
+    stop_on_violation: Option<bool>,
+    trace: Option<Box<dyn Write>>,
+    timeline: bool,
+) -> Result<Outcome, SimError> {
     let entry = scenario::find(&spec.scenario).ok_or_else(|| SimError::UnknownScenario {
         name: spec.scenario.clone(),
-        known: scenario::CATALOG.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+        known: scenario::CATALOG
+            .iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
     if let Some(n) = spec.nodes {
         if n < 2 {
@@ -105,12 +107,27 @@ pub fn run(spec: &RunSpec, stop_on_violation: Option<bool>, trace: Option<Box<dy
     if spec.duration == Some(0) {
         return Err(SimError::ZeroDuration);
     }
-    let opts = scenario::Options { nodes: spec.nodes, duration: spec.duration };
+    let opts = scenario::Options {
+        nodes: spec.nodes,
+        duration: spec.duration,
+    };
     let sc = entry.build(&opts, spec.seed);
     match ModelKind::parse(&spec.model)? {
-        ModelKind::Legacy => Ok(run_model::<legacy::Legacy>(sc, spec, stop_on_violation, trace, timeline)),
+        ModelKind::Legacy => Ok(run_model::<legacy::Legacy>(
+            sc,
+            spec,
+            stop_on_violation,
+            trace,
+            timeline,
+        )),
         #[cfg(feature = "machine")]
-        ModelKind::Machine => Ok(run_model::<model::machine::Machine>(sc, spec, stop_on_violation, trace, timeline)),
+        ModelKind::Machine => Ok(run_model::<model::machine::Machine>(
+            sc,
+            spec,
+            stop_on_violation,
+            trace,
+            timeline,
+        )),
         #[cfg(not(feature = "machine"))]
         ModelKind::Machine => Err(SimError::MachineUnavailable),
     }
@@ -123,12 +140,20 @@ fn run_model<M: NodeModel>(
     trace: Option<Box<dyn Write>>,
     timeline: bool,
 ) -> Outcome {
-    let opts = RunOptions { stop_on_violation: stop_on_violation.unwrap_or(M::strict()), trace };
+    let opts = RunOptions {
+        stop_on_violation: stop_on_violation.unwrap_or(M::strict()),
+        trace,
+    };
     let mut sim = Sim::<M>::new(sc, spec.seed, opts);
-    let started = std::time::Instant::now();
+    let started = crate::time::wall_clock();
     sim.run();
     let wall = started.elapsed().as_secs_f64();
     let summary = Summary::from_sim(&sim, spec.replay_command(), wall);
-    let timeline = timeline.then(|| Timeline::from_sim(&sim, format!("{} · {} · seed {}", spec.scenario, M::NAME, spec.seed)));
+    let timeline = timeline.then(|| {
+        Timeline::from_sim(
+            &sim,
+            format!("{} · {} · seed {}", spec.scenario, M::NAME, spec.seed),
+        )
+    });
     Outcome { summary, timeline }
 }

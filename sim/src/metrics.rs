@@ -14,7 +14,10 @@ const SUB: u32 = 32;
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { buckets: vec![0; (64 * SUB) as usize], count: 0 }
+        Histogram {
+            buckets: vec![0; (64 * SUB) as usize],
+            count: 0,
+        }
     }
 }
 
@@ -74,7 +77,11 @@ pub fn median(v: &mut [Micros]) -> Option<Micros> {
     }
     v.sort_unstable();
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    })
 }
 
 /// Ping/pong figures for one direction of connections (as the pinger sees it).

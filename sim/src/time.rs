@@ -17,14 +17,22 @@ pub fn parse_duration(s: &str) -> Result<Micros, String> {
         return Err("empty duration; write e.g. 30s, 5m or 1h".into());
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse::<u64>().map(|v| v.saturating_mul(SEC)).map_err(|e| format!("bad duration {s:?}: {e}"));
+        return s
+            .parse::<u64>()
+            .map(|v| v.saturating_mul(SEC))
+            .map_err(|e| format!("bad duration {s:?}: {e}"));
     }
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+        let digits = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
         if digits == 0 {
-            return Err(format!("bad duration {s:?}: expected a number before {rest:?}; write e.g. 30s, 5m or 1h"));
+            return Err(format!(
+                "bad duration {s:?}: expected a number before {rest:?}; write e.g. 30s, 5m or 1h"
+            ));
         }
         let (num, tail) = rest.split_at(digits);
         let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
@@ -36,10 +44,20 @@ pub fn parse_duration(s: &str) -> Result<Micros, String> {
             "m" | "min" | "mins" => MIN,
             "h" | "hr" | "hours" => HOUR,
             "d" | "days" => 24 * HOUR,
-            "" => return Err(format!("bad duration {s:?}: {num} needs a unit (us, ms, s, m, h, d)")),
-            u => return Err(format!("bad duration {s:?}: unknown unit {u:?}; use us, ms, s, m, h or d")),
+            "" => {
+                return Err(format!(
+                    "bad duration {s:?}: {num} needs a unit (us, ms, s, m, h, d)"
+                ))
+            }
+            u => {
+                return Err(format!(
+                    "bad duration {s:?}: unknown unit {u:?}; use us, ms, s, m, h or d"
+                ))
+            }
         };
-        let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}: {num:?} is not a number"))?;
+        let v: f64 = num
+            .parse()
+            .map_err(|_| format!("bad duration {s:?}: {num:?} is not a number"))?;
         total = total.saturating_add((v * mult as f64).round() as u64);
         rest = tail;
     }
@@ -67,6 +85,13 @@ pub fn fmt_duration(us: Micros) -> String {
 /// Seconds as a float, for reports.
 pub fn secs(us: Micros) -> f64 {
     us as f64 / SEC as f64
+}
+
+/// The real clock, for `wall_secs` and the sweep's progress bar only: nothing that decides
+/// anything in a run reads it.
+#[allow(clippy::disallowed_methods)]
+pub fn wall_clock() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 #[cfg(test)]

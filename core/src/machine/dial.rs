@@ -157,14 +157,15 @@ impl<S: Store> PeerMachine<S> {
                 forget.push(*a);
             }
         }
+        self.book_conn_closed(now, addr, dir, state);
         for a in forget {
             self.targets.remove(&a);
+            self.book_backoff(now, a);
         }
         for a in redial {
             if self.timers.get(Timer::Redial(a)).is_none() {
                 self.schedule_redial(now, a);
             }
         }
-        self.book_conn_closed(now, addr, dir, state);
     }
 }

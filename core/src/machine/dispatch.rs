@@ -22,7 +22,6 @@ impl<S: Store> PeerMachine<S> {
             return;
         }
         self.counters.bytes_in += data.len() as u64;
-        c.last_recv = now;
         let Some(mut decoder) = c.decoder.take() else {
             return;
         };
@@ -30,6 +29,11 @@ impl<S: Store> PeerMachine<S> {
         loop {
             match decoder.next_frame() {
                 Ok(Some(payload)) => {
+                    // Only a whole frame proves the peer alive: a trickle of bytes that never
+                    // completes one (slowloris, or a desynchronised stream) must not.
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.last_recv = now;
+                    }
                     self.counters.frames_in += 1;
                     self.on_payload(now, conn, payload);
                     if !self.conns.contains_key(&conn) {
@@ -76,6 +80,23 @@ impl<S: Store> PeerMachine<S> {
             return;
         };
         if let Message::Goodbye(g) = msg {
+            Counters::bump(&mut self.counters.goodbyes_received, g.reason.as_str());
+            let peer = self.conns.get(&conn).and_then(|c| c.node_id());
+            let mut detail = g.detail;
+            if detail.len() > 512 {
+                let mut cut = 512;
+                while !detail.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                detail.truncate(cut);
+            }
+            self.actions
+                .push_back(Action::Notify(NodeEvent::GoodbyeReceived {
+                    conn,
+                    peer,
+                    reason: g.reason,
+                    detail,
+                }));
             self.actions.push_back(Action::Close { conn });
             return self.drop_conn(now, conn, DownReason::GoodbyeReceived(g.reason), true);
         }

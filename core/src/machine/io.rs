@@ -273,6 +273,14 @@ pub enum NodeEvent {
     Reorg { fork: u64, old_tip: u64, to: u64 },
     /// A transaction entered the mempool.
     TxAccepted { id: TxId },
+    /// A peer closed a connection with a `Goodbye`, saying why. Followed by the
+    /// `PeerDown` / `ConnFailed` / `PeerMoved` that the close causes.
+    GoodbyeReceived {
+        conn: ConnId,
+        peer: Option<NodeId>,
+        reason: GoodbyeReason,
+        detail: String,
+    },
     /// A peer misbehaved and was disconnected and banned.
     Misbehaved {
         peer: Option<NodeId>,

@@ -337,6 +337,17 @@ impl<S: Store> PeerMachine<S> {
         }
     }
 
+    /// The counters alone, without building a whole [`Status`] (cheap enough to read after
+    /// every event, as the simulator does).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Best height of our chain.
+    pub fn height(&self) -> u64 {
+        self.chain.tip.0
+    }
+
     pub fn node_id(&self) -> NodeId {
         self.cfg.node_id
     }
@@ -439,6 +450,7 @@ impl<S: Store> PeerMachine<S> {
             Timer::Sync => self.sync_tick(now),
             Timer::PeerExchange => self.peer_exchange_tick(now),
             Timer::Produce => self.produce_tick(now),
+            Timer::TopUp => self.top_up_outbound(now),
         }
     }
 

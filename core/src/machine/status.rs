@@ -81,6 +81,8 @@ pub struct Counters {
     pub reorgs: u64,
     pub txs_accepted: u64,
     pub duplicates_resolved: u64,
+    /// Goodbyes peers sent us, by reason (`conns_closed` counts every close, either side).
+    pub goodbyes_received: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {

@@ -90,6 +90,9 @@ pub(crate) struct ChainState {
     /// Which node a listening address belongs to, when known: keeps peer exchange from
     /// dialing peers we already have.
     addr_node: BTreeMap<SocketAddr, NodeId>,
+    /// Book addresses not to dial before the given instant: backoff after a failed attempt
+    /// or a lost peer, so a peer that just said goodbye is not redialed at once.
+    retry_at: BTreeMap<SocketAddr, Instant>,
     rr: u64,
 }
 
@@ -221,7 +224,40 @@ impl<S: Store> PeerMachine<S> {
         }
         // Its ranges in flight ended with PeerGone through `chain_request_failed`.
         self.drive_sync(now);
-        self.top_up_outbound(now);
+        // Replace the lost peer from the book, but not by redialing it at once.
+        let lost: Vec<SocketAddr> = self
+            .chain
+            .addr_node
+            .iter()
+            .filter(|(_, n)| **n == node)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in lost {
+            self.book_backoff(now, a);
+        }
+        if self.timers.get(Timer::TopUp).is_none() {
+            self.timers
+                .set(Timer::TopUp, now + self.cfg.backoff_initial);
+        }
+    }
+
+    /// Holds back dials to a book address: `backoff_initial` doubled per recorded failure,
+    /// up to `backoff_max`, with up to +25 % jitter.
+    pub(crate) fn book_backoff(&mut self, now: Instant, addr: SocketAddr) {
+        let failures = self
+            .chain
+            .book
+            .get(&PeerAddr::from(addr))
+            .map_or(0, |e| e.failures);
+        let base = self
+            .cfg
+            .backoff_initial
+            .saturating_mul(1u64 << failures.min(16))
+            .min(self.cfg.backoff_max);
+        let jitter = self.rng.below(base.as_micros() / 4 + 1);
+        let at = now + Duration::from_micros(base.as_micros() + jitter);
+        let e = self.chain.retry_at.entry(addr).or_insert(at);
+        *e = (*e).max(at);
     }
 
     // ---- serving peers --------------------------------------------------------------------
@@ -1012,12 +1048,15 @@ impl<S: Store> PeerMachine<S> {
             return;
         }
         let connected: BTreeSet<NodeId> = self.peers.keys().copied().collect();
+        self.chain.retry_at.retain(|_, at| *at > now);
+        let retry_at = &self.chain.retry_at;
         let mut candidates: Vec<(u32, SocketAddr)> = self
             .chain
             .book
             .values()
             .map(|e| (e.failures, SocketAddr::from(e.addr)))
             .filter(|(_, a)| !self.targets.contains_key(a) && !self.never_dial.contains(a))
+            .filter(|(_, a)| !retry_at.contains_key(a))
             .filter(|(_, a)| {
                 self.chain
                     .addr_node
@@ -1037,6 +1076,12 @@ impl<S: Store> PeerMachine<S> {
             }
             self.add_target(now, addr, false);
             want -= 1;
+        }
+        // Still short, and some addresses are only waiting out their backoff: come back then.
+        if want > 0 {
+            if let Some(&next) = self.chain.retry_at.values().min() {
+                self.timers.set(Timer::TopUp, next);
+            }
         }
     }
 

@@ -33,6 +33,8 @@ pub(crate) enum Timer {
     PeerExchange,
     /// Produce a block (devnet).
     Produce,
+    /// Dial more addresses from the book, once their backoff allows.
+    TopUp,
 }
 
 #[derive(Debug, Default)]

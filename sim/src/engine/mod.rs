@@ -136,7 +136,12 @@ impl<M: NodeModel> Sim<M> {
                 unix_time_at_zero: UNIX_EPOCH_AT_ZERO.saturating_add_signed(def.clock_skew_secs),
                 tuning: scenario.tuning.clone(),
             };
-            let peer_nodes = def.peers.iter().filter_map(|a| scenario.node_at(*a)).map(|j| j as u32).collect();
+            let peer_nodes = def
+                .peers
+                .iter()
+                .filter_map(|a| scenario.node_at(*a))
+                .map(|j| j as u32)
+                .collect();
             nodes.push(NodeSlot {
                 spec,
                 nat: def.nat,
@@ -164,10 +169,16 @@ impl<M: NodeModel> Sim<M> {
         // Node starts are part of the plan: late joiners come up like restarted nodes.
         let mut plan = scenario.plan.clone();
         for (i, def) in scenario.nodes.iter().enumerate() {
-            plan.faults.push((def.start_at.unwrap_or(0), Fault::Up { node: i }));
+            plan.faults
+                .push((def.start_at.unwrap_or(0), Fault::Up { node: i }));
         }
         plan.faults.sort_by_key(|(t, _)| *t);
-        let net = NetState::new(scenario.net.clone(), n, scenario.filters.clone(), Rng::derive(seed, "net"));
+        let net = NetState::new(
+            scenario.net.clone(),
+            n,
+            scenario.filters.clone(),
+            Rng::derive(seed, "net"),
+        );
         Sim {
             end: scenario.duration,
             seed,
@@ -237,7 +248,9 @@ impl<M: NodeModel> Sim<M> {
                 Some(t) if t <= self.end => {}
                 _ => break,
             }
-            let Some((t, ev)) = self.queue.pop() else { break };
+            let Some((t, ev)) = self.queue.pop() else {
+                break;
+            };
             self.now = t;
             self.events += 1;
             self.hash_event(ev);
@@ -302,7 +315,11 @@ impl<M: NodeModel> Sim<M> {
         if self.tracing() {
             self.trace(serde_json::json!({"ev": "violation", "kind": kind, "detail": detail}));
         }
-        self.violations.record(Violation { at: self.now, kind, detail });
+        self.violations.record(Violation {
+            at: self.now,
+            kind,
+            detail,
+        });
         if self.stop_on_violation {
             self.stop = true;
         }
@@ -364,7 +381,10 @@ impl<M: NodeModel> Sim<M> {
             let slot = &self.nodes[n as usize];
             if slot.inc == inc && slot.alive && slot.queries.contains_key(&id) {
                 self.nodes[n as usize].queries.remove(&id);
-                self.violation("query_never_ended", format!("n{n}'s query {id} got no QueryDone within the query timeout"));
+                self.violation(
+                    "query_never_ended",
+                    format!("n{n}'s query {id} got no QueryDone within the query timeout"),
+                );
             }
         }
     }
@@ -374,7 +394,9 @@ impl<M: NodeModel> Sim<M> {
     /// Carries out everything node `n` asks for, then re-arms its timer.
     fn drain(&mut self, n: u32) {
         loop {
-            let Some(m) = self.nodes[n as usize].model.as_mut() else { return };
+            let Some(m) = self.nodes[n as usize].model.as_mut() else {
+                return;
+            };
             let Some(action) = m.poll_action() else { break };
             self.act(n, action);
         }
@@ -389,7 +411,13 @@ impl<M: NodeModel> Sim<M> {
             if slot.timer_at.is_none_or(|cur| t < cur) {
                 slot.timer_gen += 1;
                 slot.timer_at = Some(t);
-                self.queue.push(t, Ev::Timer { node: n, gen: slot.timer_gen });
+                self.queue.push(
+                    t,
+                    Ev::Timer {
+                        node: n,
+                        gen: slot.timer_gen,
+                    },
+                );
             }
         }
     }
@@ -409,7 +437,10 @@ impl<M: NodeModel> Sim<M> {
     }
 
     fn end_of(&self, n: u32, mconn: ModelConn) -> Option<(u32, usize)> {
-        self.nodes[n as usize].conns.get(&mconn).map(|&(c, d)| (c, d as usize))
+        self.nodes[n as usize]
+            .conns
+            .get(&mconn)
+            .map(|&(c, d)| (c, d as usize))
     }
 
     fn act(&mut self, n: u32, action: ModelAction) {
@@ -418,7 +449,11 @@ impl<M: NodeModel> Sim<M> {
                 self.h(10, n as u64, data.len() as u64);
                 if let Some((c, d)) = self.end_of(n, conn) {
                     self.send(c, d, &data);
-                    if let Some((q, max)) = self.nodes[n as usize].model.as_ref().and_then(|m| m.send_queue(conn)) {
+                    if let Some((q, max)) = self.nodes[n as usize]
+                        .model
+                        .as_ref()
+                        .and_then(|m| m.send_queue(conn))
+                    {
                         if q > max {
                             self.violation("send_queue_over_bound", format!("n{n} holds {q} bytes for connection {c}, above its bound {max}"));
                         }
@@ -472,6 +507,7 @@ impl<M: NodeModel> Sim<M> {
                 self.h(16, n as u64, to);
                 if let Some((c, d)) = self.end_of(n, from) {
                     self.conns[c as usize].ends[d].established = false;
+                    self.conns[c as usize].superseded = true;
                     self.refresh(c);
                 }
                 if let Some((c, d)) = self.end_of(n, to) {
@@ -492,7 +528,9 @@ impl<M: NodeModel> Sim<M> {
                     self.conns[c as usize].close_reason = reason;
                     self.refresh(c);
                 } else if let Some(c) = self.last_conn_of(n, conn) {
-                    if self.conns[c as usize].close_reason.is_empty() || self.conns[c as usize].close_reason == "closed" {
+                    if self.conns[c as usize].close_reason.is_empty()
+                        || self.conns[c as usize].close_reason == "closed"
+                    {
                         self.conns[c as usize].close_reason = reason;
                     }
                 }
@@ -513,6 +551,17 @@ impl<M: NodeModel> Sim<M> {
                     self.trace(serde_json::json!({"ev": "height", "node": n, "height": height, "reorg": reorg}));
                 }
             }
+            ModelEvent::Misbehaved(s) => {
+                self.h(21, n as u64, 0);
+                self.violation(
+                    "unexpected_misbehaviour",
+                    format!("n{n} reported misbehaviour in a network without bad actors: {s}"),
+                );
+            }
+            ModelEvent::Fatal(s) => {
+                self.h(22, n as u64, 0);
+                self.violation("fatal", format!("n{n} stopped: {s}"));
+            }
             ModelEvent::Note(s) => {
                 if self.tracing() {
                     self.trace(serde_json::json!({"ev": "note", "node": n, "note": s}));
@@ -528,7 +577,11 @@ impl<M: NodeModel> Sim<M> {
             .enumerate()
             .rev()
             .take(64)
-            .find(|(_, c)| c.ends.iter().any(|e| e.node == n && e.mconn == mconn && e.state != EndState::Pending))
+            .find(|(_, c)| {
+                c.ends
+                    .iter()
+                    .any(|e| e.node == n && e.mconn == mconn && e.state != EndState::Pending)
+            })
             .map(|(i, _)| i as u32)
     }
 
@@ -556,7 +609,9 @@ impl<M: NodeModel> Sim<M> {
     }
 
     pub fn pair_lookup(&self, a: u32, b: u32) -> Option<&Pair> {
-        self.pair_index.get(&(a.min(b), a.max(b))).map(|&p| &self.pairs[p as usize])
+        self.pair_index
+            .get(&(a.min(b), a.max(b)))
+            .map(|&p| &self.pairs[p as usize])
     }
 
     fn dial(&mut self, n: u32, mconn: ModelConn, addr: SocketAddr) {
@@ -582,12 +637,15 @@ impl<M: NodeModel> Sim<M> {
             up_spans: Vec::new(),
             closed_at: None,
             close_reason: "",
+            superseded: false,
         });
         self.nodes[n as usize].conns.insert(mconn, (c, 0));
         let lat = self.net.chunk_latency(base);
         self.queue.push(self.now + lat, Ev::Syn { conn: c });
         if self.tracing() {
-            self.trace(serde_json::json!({"ev": "dial", "node": n, "conn": c, "addr": addr.to_string()}));
+            self.trace(
+                serde_json::json!({"ev": "dial", "node": n, "conn": c, "addr": addr.to_string()}),
+            );
         }
     }
 
@@ -600,15 +658,21 @@ impl<M: NodeModel> Sim<M> {
         let addr = conn.ends[1].addr;
         let remote = conn.ends[0].addr;
         let target = self.listeners.get(&addr).copied();
-        let hang = self.net.rng.chance(self.net.params.hang_prob);
-        let refuse = self.net.rng.chance(self.net.params.refuse_prob);
+        // Background connect failures are faults too: they stop when the plan has healed.
+        let faulty = self.now < self.plan.healed_at;
+        let hang = faulty && self.net.rng.chance(self.net.params.hang_prob);
+        let refuse = faulty && self.net.rng.chance(self.net.params.refuse_prob);
         let outcome = match target {
             Some(t) if self.net.blocked(dialer, t) || hang => "hang",
             Some(_) if refuse => "refused",
             Some(_) => "accept",
             None => match self.scenario.node_at(addr) {
                 // A host that is powered off, behind NAT, or not there: the SYN is lost.
-                Some(i) if self.nodes[i].nat || self.nodes[i].down_how == Some(DownHow::PowerOff) => "hang",
+                Some(i)
+                    if self.nodes[i].nat || self.nodes[i].down_how == Some(DownHow::PowerOff) =>
+                {
+                    "hang"
+                }
                 Some(i) if self.net.blocked(dialer, i as u32) => "hang",
                 Some(_) => "refused",
                 None => "hang",
@@ -624,7 +688,10 @@ impl<M: NodeModel> Sim<M> {
             _ => {
                 let t = target.unwrap_or(0);
                 let now = self.now;
-                let accepted = self.nodes[t as usize].model.as_mut().and_then(|m| m.accept(now, remote));
+                let accepted = self.nodes[t as usize]
+                    .model
+                    .as_mut()
+                    .and_then(|m| m.accept(now, remote));
                 match accepted {
                     Some(mconn) => {
                         let inc = self.nodes[t as usize].inc;
@@ -666,7 +733,13 @@ impl<M: NodeModel> Sim<M> {
         }
         if let Some(item) = pipe.items.front() {
             pipe.scheduled = true;
-            self.queue.push(item.due().max(now), Ev::Pipe { conn: c, dir: d as u8 });
+            self.queue.push(
+                item.due().max(now),
+                Ev::Pipe {
+                    conn: c,
+                    dir: d as u8,
+                },
+            );
         }
     }
 
@@ -736,16 +809,18 @@ impl<M: NodeModel> Sim<M> {
                     dropped += 1;
                     return;
                 }
-                pipe.buf.extend(frame);
+                pipe.buf.push(frame);
                 pipe.pushed += frame.len() as u64;
-                pipe.frames.push_back(FrameMeta { end_offset: pipe.pushed, info });
+                pipe.frames.push_back(FrameMeta {
+                    end_offset: pipe.pushed,
+                    info,
+                });
             });
             (end.node, end.inc, end.mconn, before)
         };
         self.frames_dropped += dropped;
         self.written.push_back((node, inc, mconn, bytes.len()));
-        for i in 0..seen.len() {
-            let (info, _dropped) = seen[i];
+        for &(info, _dropped) in seen.iter() {
             self.observe_sent(c, d, info, now);
         }
         self.frame_tmp = seen;
@@ -759,17 +834,31 @@ impl<M: NodeModel> Sim<M> {
     fn chunk(&mut self, c: u32, d: usize, len: u64) {
         let base = self.conns[c as usize].base_latency;
         let split = len > 1 && self.net.rng.chance(self.net.params.split_prob);
-        let k = if split { self.net.rng.range(2, self.net.params.max_chunks.max(2) as u64).min(len) } else { 1 };
+        let k = if split {
+            self.net
+                .rng
+                .range(2, self.net.params.max_chunks.max(2) as u64)
+                .min(len)
+        } else {
+            1
+        };
         let mut remaining = len;
         for i in 0..k {
             let left = k - i - 1;
-            let piece = if left == 0 { remaining } else { self.net.rng.range(1, remaining - left) };
+            let piece = if left == 0 {
+                remaining
+            } else {
+                self.net.rng.range(1, remaining - left)
+            };
             remaining -= piece;
             let lat = self.net.chunk_latency(base);
             let pipe = &mut self.conns[c as usize].pipes[d];
             let due = pipe.last_due.max(self.now + lat);
             pipe.last_due = due;
-            pipe.items.push_back(Item::Data { len: piece as u32, due });
+            pipe.items.push_back(Item::Data {
+                len: piece as u32,
+                due,
+            });
         }
         self.kick(c, d);
     }
@@ -793,7 +882,11 @@ impl<M: NodeModel> Sim<M> {
                 }
                 // Not a ping received here: was it received on another connection of this node?
                 let n = end.node;
-                let others: Vec<(u32, usize)> = self.nodes[n as usize].conns.values().map(|&(c2, d2)| (c2, d2 as usize)).collect();
+                let others: Vec<(u32, usize)> = self.nodes[n as usize]
+                    .conns
+                    .values()
+                    .map(|&(c2, d2)| (c2, d2 as usize))
+                    .collect();
                 for (c2, d2) in others {
                     if c2 == c {
                         continue;
@@ -824,13 +917,18 @@ impl<M: NodeModel> Sim<M> {
                 return;
             }
         }
-        let Some(item) = self.conns[c as usize].pipes[d].items.front().copied() else { return };
+        let Some(item) = self.conns[c as usize].pipes[d].items.front().copied() else {
+            return;
+        };
         if item.due() > now {
             self.kick(c, d);
             return;
         }
-        let (from, to) = (self.conns[c as usize].ends[d].node, self.conns[c as usize].ends[r].node);
-        if to != u32::MAX && self.net.blocked(from, to) {
+        let (from, to) = (
+            self.conns[c as usize].ends[d].node,
+            self.conns[c as usize].ends[r].node,
+        );
+        if to != u32::MAX && from != u32::MAX && self.net.blocked(from, to) {
             self.conns[c as usize].pipes[d].stalled = true;
             self.stalled.push((c, d as u8));
             return;
@@ -855,7 +953,9 @@ impl<M: NodeModel> Sim<M> {
                 }
             }
             Item::Data { len, .. } => {
-                if self.conns[c as usize].ends[r].state == EndState::Open && self.conns[c as usize].ends[r].paused {
+                if self.conns[c as usize].ends[r].state == EndState::Open
+                    && self.conns[c as usize].ends[r].paused
+                {
                     self.conns[c as usize].pipes[d].held = true;
                     return;
                 }
@@ -866,7 +966,7 @@ impl<M: NodeModel> Sim<M> {
                 {
                     let pipe = &mut self.conns[c as usize].pipes[d];
                     pipe.items.pop_front();
-                    buf.extend(pipe.buf.drain(..len as usize));
+                    pipe.buf.pop_into(len as usize, &mut buf);
                     pipe.delivered += len as u64;
                     while let Some(f) = pipe.frames.front() {
                         if f.end_offset > pipe.delivered {
@@ -878,7 +978,9 @@ impl<M: NodeModel> Sim<M> {
                 }
                 let end = &self.conns[c as usize].ends[r];
                 let (n, inc, mconn, state) = (end.node, end.inc, end.mconn, end.state);
-                let live_receiver = state == EndState::Open && self.nodes[n as usize].alive && self.nodes[n as usize].inc == inc;
+                let live_receiver = state == EndState::Open
+                    && self.nodes[n as usize].alive
+                    && self.nodes[n as usize].inc == inc;
                 if live_receiver {
                     for info in metas.iter() {
                         self.observe_received(c, r, *info, now);
@@ -892,7 +994,10 @@ impl<M: NodeModel> Sim<M> {
                 } else {
                     self.scratch = buf;
                     self.meta_tmp = metas;
-                    let restarted = n != u32::MAX && state == EndState::Closed && self.nodes[n as usize].inc != inc && self.nodes[n as usize].alive;
+                    let restarted = n != u32::MAX
+                        && state == EndState::Closed
+                        && self.nodes[n as usize].inc != inc
+                        && self.nodes[n as usize].alive;
                     if restarted && self.conns[c as usize].ends[d].state == EndState::Open {
                         // The host rebooted and no longer knows this connection: RST.
                         self.conns[c as usize].pipes[d].clear();
@@ -901,7 +1006,9 @@ impl<M: NodeModel> Sim<M> {
                     }
                 }
                 // Room freed in the socket buffer: let the writer continue.
-                if !self.conns[c as usize].ends[d].sendq.is_empty() || self.conns[c as usize].ends[d].fin_pending {
+                if !self.conns[c as usize].ends[d].sendq.is_empty()
+                    || self.conns[c as usize].ends[d].fin_pending
+                {
                     self.pump(c, d);
                 }
             }
@@ -920,7 +1027,15 @@ impl<M: NodeModel> Sim<M> {
                         if !connected {
                             m.dial_failed(now, mconn);
                         } else {
-                            m.closed(now, mconn, if reset { CloseKind::Reset } else { CloseKind::Fin });
+                            m.closed(
+                                now,
+                                mconn,
+                                if reset {
+                                    CloseKind::Reset
+                                } else {
+                                    CloseKind::Fin
+                                },
+                            );
                         }
                     }
                     self.drain(n);
@@ -935,7 +1050,12 @@ impl<M: NodeModel> Sim<M> {
         match info.kind {
             Kind::Ping => {
                 self.conns[c as usize].ends[r].pings_in.push(nonce);
-                self.ping_checks.push_back((now + self.scenario.checks.pong_deadline, c, r as u8, nonce));
+                self.ping_checks.push_back((
+                    now + self.scenario.checks.pong_deadline,
+                    c,
+                    r as u8,
+                    nonce,
+                ));
             }
             Kind::Pong => {
                 let end = &mut self.conns[c as usize].ends[r];
@@ -965,7 +1085,11 @@ impl<M: NodeModel> Sim<M> {
         }
         end.state = EndState::Closed;
         end.pings_in.clear();
-        let stats = if d == 0 { &mut self.pings_outbound } else { &mut self.pings_inbound };
+        let stats = if d == 0 {
+            &mut self.pings_outbound
+        } else {
+            &mut self.pings_inbound
+        };
         for (_, sent) in end.pings_out.drain(..) {
             if now - sent >= PING_LOSS_AGE {
                 stats.lost += 1;
@@ -984,7 +1108,9 @@ impl<M: NodeModel> Sim<M> {
             conn.closed_at = Some(now);
         }
         if self.tracing() {
-            self.trace(serde_json::json!({"ev": "end_closed", "node": n, "conn": c, "reason": reason}));
+            self.trace(
+                serde_json::json!({"ev": "end_closed", "node": n, "conn": c, "reason": reason}),
+            );
         }
         self.refresh(c);
     }
@@ -1025,7 +1151,13 @@ impl<M: NodeModel> Sim<M> {
             if pair.live > 1 && pair.over_since.is_none() {
                 pair.over_since = Some(now);
                 pair.stamp += 1;
-                self.queue.push(now + grace, Ev::PairCheck { pair: p, stamp: pair.stamp });
+                self.queue.push(
+                    now + grace,
+                    Ev::PairCheck {
+                        pair: p,
+                        stamp: pair.stamp,
+                    },
+                );
             } else if pair.live <= 1 && pair.over_since.is_some() {
                 pair.over_since = None;
                 pair.stamp += 1;
@@ -1037,7 +1169,16 @@ impl<M: NodeModel> Sim<M> {
                 conn.both_up_at = Some(now);
                 pair.both += 1;
                 pair.connects += 1;
-                if let Some(prev) = pair.closed_stack.pop() {
+                // The replaced connection: the latest lost one dialed by the same node, else
+                // the latest lost one of the pair.
+                let by_low = conn.ends[0].node < conn.ends[1].node;
+                let pick = pair
+                    .closed_stack
+                    .iter()
+                    .rposition(|&(_, low)| low == by_low)
+                    .or(pair.closed_stack.len().checked_sub(1));
+                if let Some(i) = pick {
+                    let (prev, _) = pair.closed_stack.remove(i);
                     pair.reconnects += 1;
                     self.cycle_intervals.push(now - prev);
                 }
@@ -1045,7 +1186,12 @@ impl<M: NodeModel> Sim<M> {
                 let since = conn.both_up_at.unwrap_or(now);
                 conn.up_spans.push((since, now));
                 pair.both -= 1;
-                pair.closed_stack.push(since);
+                // A connection given up for another one of the same pair (duplicate
+                // resolution) was not lost: its successor is not a reconnect.
+                if !conn.superseded {
+                    pair.closed_stack
+                        .push((since, conn.ends[0].node < conn.ends[1].node));
+                }
             }
             if self.trace.is_some() {
                 let v = serde_json::json!({"ev": if both { "pair_up" } else { "pair_down" }, "conn": c, "a": pair.a, "b": pair.b});
@@ -1064,11 +1210,15 @@ impl<M: NodeModel> Sim<M> {
         let first = !pair.reported;
         pair.reported = true;
         let (a, b, live) = (pair.a, pair.b, pair.live);
-        self.queue.push(self.now + grace, Ev::PairCheck { pair: p, stamp });
+        self.queue
+            .push(self.now + grace, Ev::PairCheck { pair: p, stamp });
         if first {
             self.violation(
                 "duplicate_connections",
-                format!("n{a} and n{b} have held {live} established connections for more than {}s", grace / SEC),
+                format!(
+                    "n{a} and n{b} have held {live} established connections for more than {}s",
+                    grace / SEC
+                ),
             );
         }
     }
@@ -1076,7 +1226,9 @@ impl<M: NodeModel> Sim<M> {
     // ---- application workload -------------------------------------------------------------
 
     fn on_query(&mut self, n: u32) {
-        let Some(every) = self.scenario.query_every else { return };
+        let Some(every) = self.scenario.query_every else {
+            return;
+        };
         let next = self.now + every / 2 + self.work_rng.below(every);
         self.queue.push(next, Ev::Query { node: n });
         let slot = &self.nodes[n as usize];
@@ -1086,11 +1238,20 @@ impl<M: NodeModel> Sim<M> {
         let pick = self.work_rng.below(slot.peer_nodes.len() as u64) as usize;
         let peer = self.nodes[slot.peer_nodes[pick] as usize].spec.node_id;
         let now = self.now;
-        let Some(id) = self.nodes[n as usize].model.as_mut().and_then(|m| m.query(now, peer)) else { return };
+        let Some(id) = self.nodes[n as usize]
+            .model
+            .as_mut()
+            .and_then(|m| m.query(now, peer))
+        else {
+            return;
+        };
         self.queries_started += 1;
         let inc = self.nodes[n as usize].inc;
         if self.nodes[n as usize].queries.insert(id, now).is_some() {
-            self.violation("query_id_reused", format!("n{n} returned query id {id} twice"));
+            self.violation(
+                "query_id_reused",
+                format!("n{n} returned query id {id} twice"),
+            );
         }
         let deadline = now + self.scenario.tuning.query_timeout + 5 * SEC;
         self.query_checks.push_back((deadline, n, inc, id));
@@ -1101,7 +1262,10 @@ impl<M: NodeModel> Sim<M> {
 
     fn on_fault(&mut self, idx: usize) {
         let fault = self.plan.faults[idx].1.clone();
-        self.faults_applied += 1;
+        // Nodes starting at zero are the scenario, not a fault.
+        if self.now > 0 || !matches!(fault, Fault::Up { .. }) {
+            self.faults_applied += 1;
+        }
         if self.tracing() {
             self.trace(serde_json::json!({"ev": "fault", "fault": fault}));
         }
@@ -1137,7 +1301,13 @@ impl<M: NodeModel> Sim<M> {
             pipe.last_due = pipe.last_due.max(due);
             if !pipe.scheduled && !pipe.held && !pipe.items.is_empty() {
                 pipe.scheduled = true;
-                self.queue.push(due, Ev::Pipe { conn: c, dir: d as u8 });
+                self.queue.push(
+                    due,
+                    Ev::Pipe {
+                        conn: c,
+                        dir: d as u8,
+                    },
+                );
             }
         }
     }
@@ -1149,7 +1319,9 @@ impl<M: NodeModel> Sim<M> {
                 !conn.blackhole && conn.ends.iter().all(|e| e.is_open() && e.connected)
             })
             .collect();
-        let Some(i) = self.fault_rng.pick(open.len()) else { return };
+        let Some(i) = self.fault_rng.pick(open.len()) else {
+            return;
+        };
         let c = open[i];
         match how {
             KillHow::Fin => {
@@ -1233,7 +1405,8 @@ impl<M: NodeModel> Sim<M> {
                 slot.alive = true;
                 slot.down_how = None;
                 if let (Some(port), false) = (slot.spec.listen_port, slot.nat) {
-                    self.listeners.insert(SocketAddr::new(slot.spec.ip, port), n);
+                    self.listeners
+                        .insert(SocketAddr::new(slot.spec.ip, port), n);
                 }
                 self.drain(n);
             }
@@ -1275,7 +1448,11 @@ impl<M: NodeModel> Sim<M> {
                 conn.up_spans.push((conn.both_up_at.unwrap_or(now), now));
             }
             for (d, end) in conn.ends.iter_mut().enumerate() {
-                let stats = if d == 0 { &mut self.pings_outbound } else { &mut self.pings_inbound };
+                let stats = if d == 0 {
+                    &mut self.pings_outbound
+                } else {
+                    &mut self.pings_inbound
+                };
                 for (_, sent) in end.pings_out.drain(..) {
                     if now - sent >= PING_LOSS_AGE {
                         stats.lost += 1;

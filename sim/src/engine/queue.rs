@@ -61,7 +61,11 @@ pub struct Queue {
 impl Queue {
     pub fn push(&mut self, at: Micros, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Entry { at, seq: self.seq, ev });
+        self.heap.push(Entry {
+            at,
+            seq: self.seq,
+            ev,
+        });
     }
 
     pub fn pop(&mut self) -> Option<(Micros, Ev)> {
@@ -95,7 +99,12 @@ mod tests {
         let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(
             order,
-            vec![(0, Ev::Query { node: 3 }), (1, Ev::Query { node: 1 }), (1, Ev::Query { node: 2 }), (5, Ev::Liveness)]
+            vec![
+                (0, Ev::Query { node: 3 }),
+                (1, Ev::Query { node: 1 }),
+                (1, Ev::Query { node: 2 }),
+                (5, Ev::Liveness)
+            ]
         );
     }
 }

@@ -41,11 +41,19 @@ pub enum ModelEvent {
     /// The peer moved from `from` to `to` without going down.
     PeerMoved { from: ModelConn, to: ModelConn },
     /// `conn` no longer carries a peer.
-    PeerDown { conn: ModelConn, reason: &'static str },
+    PeerDown {
+        conn: ModelConn,
+        reason: &'static str,
+    },
     /// An application query ended (`ok` when answered).
     QueryDone { id: u64, ok: bool },
     /// The node's chain moved (height after the change).
     Height { height: u64, reorg: bool },
+    /// The node accused a peer of misbehaving. In the simulator nobody misbehaves (filters drop
+    /// whole frames), so this is a finding.
+    Misbehaved(String),
+    /// The node stopped on a fatal error.
+    Fatal(String),
     /// Something noteworthy for the trace only.
     Note(String),
 }
@@ -91,7 +99,12 @@ pub trait NodeModel: Sized {
     /// `machine` or `legacy`.
     const NAME: &'static str;
 
-    fn boot(spec: &NodeSpec, boot_seed: u64, now: Micros, persisted: Option<Self::Persist>) -> Result<Self, String>;
+    fn boot(
+        spec: &NodeSpec,
+        boot_seed: u64,
+        now: Micros,
+        persisted: Option<Self::Persist>,
+    ) -> Result<Self, String>;
     /// `kill -9`: the process is gone, its store stays.
     fn crash(self) -> Option<Self::Persist>;
 

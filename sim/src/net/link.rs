@@ -24,7 +24,10 @@ pub enum Item {
 impl Item {
     pub fn due(&self) -> Micros {
         match *self {
-            Item::Data { due, .. } | Item::SynAck { due } | Item::Fin { due } | Item::Rst { due } => due,
+            Item::Data { due, .. }
+            | Item::SynAck { due }
+            | Item::Fin { due }
+            | Item::Rst { due } => due,
         }
     }
 }
@@ -37,9 +40,51 @@ pub struct FrameMeta {
     pub info: FrameInfo,
 }
 
+/// Bytes in flight: a `Vec` with a read offset, so pushes and pops are `memcpy`s and the
+/// storage is reused (compacted lazily) instead of reallocated.
+#[derive(Debug, Default)]
+pub struct ByteQueue {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl ByteQueue {
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Moves the first `n` bytes to the end of `out`.
+    pub fn pop_into(&mut self, n: usize, out: &mut Vec<u8>) {
+        let n = n.min(self.len());
+        out.extend_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.start = 0;
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Pipe {
-    pub buf: VecDeque<u8>,
+    pub buf: ByteQueue,
     pub items: VecDeque<Item>,
     pub frames: VecDeque<FrameMeta>,
     /// Bytes ever put in / taken out (frame offsets are in these units).
@@ -61,7 +106,7 @@ impl Pipe {
     }
 
     pub fn clear(&mut self) {
-        self.buf = VecDeque::new();
+        self.buf.clear();
         self.items.clear();
         self.frames.clear();
     }
@@ -149,6 +194,8 @@ pub struct Conn {
     pub up_spans: Vec<(Micros, Micros)>,
     pub closed_at: Option<Micros>,
     pub close_reason: &'static str,
+    /// A node moved its peer off this connection to another one of the same pair.
+    pub superseded: bool,
 }
 
 impl Conn {

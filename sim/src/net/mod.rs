@@ -85,7 +85,11 @@ impl NetState {
             return false;
         }
         let mut p_keep = 1.0;
-        for f in self.static_filters.iter().chain(self.fault_filters.values()) {
+        for f in self
+            .static_filters
+            .iter()
+            .chain(self.fault_filters.values())
+        {
             if f.matches(kind, side, from) {
                 p_keep *= 1.0 - f.prob;
             }
@@ -98,7 +102,9 @@ impl NetState {
         if same_host {
             self.params.same_host.max(1)
         } else {
-            self.rng.range(self.params.latency_lo, self.params.latency_hi).max(1)
+            self.rng
+                .range(self.params.latency_lo, self.params.latency_hi)
+                .max(1)
         }
     }
 

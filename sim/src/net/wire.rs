@@ -127,7 +127,12 @@ pub fn write_varint(mut v: u64, out: &mut Vec<u8>) {
 
 /// Classifies a frame payload (without the length prefix).
 pub fn classify(payload: &[u8]) -> FrameInfo {
-    let Some((k, n)) = read_varint(payload) else { return FrameInfo { kind: Kind::Other, nonce: None } };
+    let Some((k, n)) = read_varint(payload) else {
+        return FrameInfo {
+            kind: Kind::Other,
+            nonce: None,
+        };
+    };
     let kind = Kind::from_wire(k);
     let nonce = match kind {
         Kind::Ping | Kind::Pong => read_varint(&payload[n..]).map(|(v, _)| v),
@@ -172,7 +177,8 @@ impl Reassembler {
     fn scan(data: &[u8], on_frame: &mut impl FnMut(&[u8], FrameInfo)) -> usize {
         let mut at = 0;
         while data.len() - at >= HEADER_LEN {
-            let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+            let len =
+                u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
             let total = HEADER_LEN + len;
             if data.len() - at < total {
                 break;
@@ -207,9 +213,21 @@ mod tests {
             r.feed(&wire[..cut], |f, i| got.push((f.len(), i)));
             r.feed(&wire[cut..], |f, i| got.push((f.len(), i)));
             assert_eq!(got.len(), 3, "cut at {cut}");
-            assert_eq!(got[0].1, FrameInfo { kind: Kind::Ping, nonce: Some(u64::MAX) });
+            assert_eq!(
+                got[0].1,
+                FrameInfo {
+                    kind: Kind::Ping,
+                    nonce: Some(u64::MAX)
+                }
+            );
             assert_eq!(got[1].1.kind, Kind::Hello);
-            assert_eq!(got[2].1, FrameInfo { kind: Kind::Pong, nonce: Some(5) });
+            assert_eq!(
+                got[2].1,
+                FrameInfo {
+                    kind: Kind::Pong,
+                    nonce: Some(5)
+                }
+            );
             assert_eq!(r.buffered(), 0);
         }
     }

@@ -4,11 +4,13 @@ use super::Summary;
 use std::fmt::Write;
 
 fn opt(v: Option<f64>, unit: &str) -> String {
-    v.map(|x| format!("{x}{unit}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x}{unit}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Rows shown for one run, label → value.
@@ -17,25 +19,58 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
         ("nodes", s.nodes.to_string()),
         ("virtual time", format!("{}s", s.virtual_secs)),
         ("wall time", format!("{:.3}s", s.wall_secs)),
-        ("events", format!("{} ({:.0}/s)", s.events, s.events_per_sec)),
-        ("max connections per pair (settled)", s.max_connections_per_pair.to_string()),
-        ("max connections per pair (any instant)", s.max_connections_per_pair_transient.to_string()),
-        ("connections per pair at the end (max)", s.final_connections_per_pair.to_string()),
-        ("pairs connected at the end", format!("{}/{}", s.pairs_connected_final, s.pairs_required)),
+        (
+            "events",
+            format!("{} ({:.0}/s)", s.events, s.events_per_sec),
+        ),
+        (
+            "max connections per pair (settled)",
+            s.max_connections_per_pair.to_string(),
+        ),
+        (
+            "max connections per pair (any instant)",
+            s.max_connections_per_pair_transient.to_string(),
+        ),
+        (
+            "connections per pair at the end (max)",
+            s.final_connections_per_pair.to_string(),
+        ),
+        (
+            "pairs connected at the end",
+            format!("{}/{}", s.pairs_connected_final, s.pairs_required),
+        ),
         ("reconnects", s.reconnects_total.to_string()),
-        ("reconnects per pair per hour", format!("{:.1}", s.reconnects_per_pair_hour)),
+        (
+            "reconnects per pair per hour",
+            format!("{:.1}", s.reconnects_per_pair_hour),
+        ),
         ("cycle period (median)", opt(s.cycle_period_secs, "s")),
         ("pings sent", s.pings_sent.to_string()),
         ("pongs received", s.pongs_received.to_string()),
         ("pong success", pct(s.pong_success_rate)),
-        ("pong success, outbound pings", pct(s.pong_success_rate_outbound)),
-        ("pong success, inbound pings", pct(s.pong_success_rate_inbound)),
+        (
+            "pong success, outbound pings",
+            pct(s.pong_success_rate_outbound),
+        ),
+        (
+            "pong success, inbound pings",
+            pct(s.pong_success_rate_inbound),
+        ),
         ("stray pongs", s.stray_pongs.to_string()),
-        ("rtt p50 / p99", format!("{} / {}", opt(s.rtt_ms_p50, "ms"), opt(s.rtt_ms_p99, "ms"))),
+        (
+            "rtt p50 / p99",
+            format!("{} / {}", opt(s.rtt_ms_p50, "ms"), opt(s.rtt_ms_p99, "ms")),
+        ),
         ("ping timeouts", s.ping_timeouts.to_string()),
-        ("queries ok / failed", format!("{} / {}", s.queries_ok, s.queries_failed)),
+        (
+            "queries ok / failed",
+            format!("{} / {}", s.queries_ok, s.queries_failed),
+        ),
         ("faults applied", s.faults_applied.to_string()),
-        ("frames dropped by filters", s.frames_dropped_by_filters.to_string()),
+        (
+            "frames dropped by filters",
+            s.frames_dropped_by_filters.to_string(),
+        ),
         ("invariant violations", s.invariant_violations.to_string()),
         ("trace hash", s.trace_hash[..16].to_string()),
     ]
@@ -43,7 +78,11 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
 
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "scenario {}  model {}  seed {}", s.scenario, s.model, s.seed);
+    let _ = writeln!(
+        out,
+        "scenario {}  model {}  seed {}",
+        s.scenario, s.model, s.seed
+    );
     for (k, v) in rows(s) {
         let _ = writeln!(out, "  {k:<40} {v}");
     }
@@ -51,7 +90,13 @@ pub fn render(s: &Summary) -> String {
         let _ = writeln!(out, "    {k}: {n}");
     }
     for v in s.first_violations.iter().take(5) {
-        let _ = writeln!(out, "    at {:.3}s {}: {}", v.at as f64 / 1e6, v.kind, v.detail);
+        let _ = writeln!(
+            out,
+            "    at {:.3}s {}: {}",
+            v.at as f64 / 1e6,
+            v.kind,
+            v.detail
+        );
     }
     if s.invariant_violations > 0 {
         let _ = writeln!(out, "  replay: {}", s.replay);

@@ -76,7 +76,12 @@ impl Summary {
         let hours = sim.now as f64 / HOUR as f64;
         let pairs_connected_ever = sim.pairs.iter().filter(|p| p.connects > 0).count();
         let reconnects_total: u64 = sim.pairs.iter().map(|p| p.reconnects).sum();
-        let settled = sim.pairs.iter().map(|p| p.max_settled.max(p.max_live.min(1))).max().unwrap_or(0);
+        let settled = sim
+            .pairs
+            .iter()
+            .map(|p| p.max_settled.max(p.max_live.min(1)))
+            .max()
+            .unwrap_or(0);
         let mut cycles = sim.cycle_intervals.clone();
         let mut ping_timeouts = 0;
         let (mut hmin, mut hmax, mut reorgs, mut blocks) = (None::<u64>, None::<u64>, 0, 0);
@@ -116,15 +121,27 @@ impl Summary {
             virtual_secs,
             wall_secs: round(wall_secs, 4),
             events: sim.events,
-            events_per_sec: if wall_secs > 0.0 { (sim.events as f64 / wall_secs).round() } else { 0.0 },
+            events_per_sec: if wall_secs > 0.0 {
+                (sim.events as f64 / wall_secs).round()
+            } else {
+                0.0
+            },
             max_connections_per_pair: settled,
-            max_connections_per_pair_transient: sim.pairs.iter().map(|p| p.max_live).max().unwrap_or(0),
+            max_connections_per_pair_transient: sim
+                .pairs
+                .iter()
+                .map(|p| p.max_live)
+                .max()
+                .unwrap_or(0),
             final_connections_per_pair: sim.live_per_pair().max().unwrap_or(0),
             pairs_connected_final,
             pairs_required,
             reconnects_total,
             reconnects_per_pair_hour: if pairs_connected_ever > 0 && hours > 0.0 {
-                round(reconnects_total as f64 / pairs_connected_ever as f64 / hours, 3)
+                round(
+                    reconnects_total as f64 / pairs_connected_ever as f64 / hours,
+                    3,
+                )
             } else {
                 0.0
             },

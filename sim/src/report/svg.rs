@@ -40,13 +40,24 @@ pub const MAX_ROWS: usize = 200;
 
 impl Timeline {
     pub fn from_sim<M: NodeModel>(sim: &Sim<M>, title: String) -> Timeline {
-        let mut rows: Vec<Row> = sim.pairs.iter().take(MAX_ROWS).map(|p| Row { a: p.a, b: p.b, bars: Vec::new() }).collect();
+        let mut rows: Vec<Row> = sim
+            .pairs
+            .iter()
+            .take(MAX_ROWS)
+            .map(|p| Row {
+                a: p.a,
+                b: p.b,
+                bars: Vec::new(),
+            })
+            .collect();
         let mut index = std::collections::BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
             index.insert((r.a, r.b), i);
         }
         for c in &sim.conns {
-            let (Some(_), Some(start)) = (c.pair, c.first_live_at) else { continue };
+            let (Some(_), Some(start)) = (c.pair, c.first_live_at) else {
+                continue;
+            };
             let (x, y) = (c.ends[0].node, c.ends[1].node);
             let key = (x.min(y), x.max(y));
             let Some(&i) = index.get(&key) else { continue };
@@ -58,7 +69,11 @@ impl Timeline {
             });
         }
         rows.sort_by_key(|r| (r.a, r.b));
-        Timeline { title, duration: sim.now.max(1), rows }
+        Timeline {
+            title,
+            duration: sim.now.max(1),
+            rows,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -76,7 +91,11 @@ impl Timeline {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="monospace" font-size="12">"#
         );
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="{left}" y="20" font-size="14">{}</text>"#, escape(&self.title));
+        let _ = writeln!(
+            s,
+            r#"<text x="{left}" y="20" font-size="14">{}</text>"#,
+            escape(&self.title)
+        );
         let _ = writeln!(
             s,
             r##"<text x="{left}" y="38"><tspan fill="#1f77b4">■ dialed by lower node</tspan>  <tspan fill="#ff7f0e">■ dialed by higher node</tspan>  thin: open, thick: established at both ends</text>"##
@@ -87,13 +106,27 @@ impl Timeline {
         let mut t = 0;
         while t <= self.duration {
             let px = x(t);
-            let _ = writeln!(s, r##"<line x1="{px:.1}" y1="{top}" x2="{px:.1}" y2="{axis_y}" stroke="#ddd"/>"##);
-            let _ = writeln!(s, r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, axis_y + 15.0, label(t));
+            let _ = writeln!(
+                s,
+                r##"<line x1="{px:.1}" y1="{top}" x2="{px:.1}" y2="{axis_y}" stroke="#ddd"/>"##
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                axis_y + 15.0,
+                label(t)
+            );
             t += step;
         }
         for (i, row) in self.rows.iter().enumerate() {
             let y = top + row_h * i as f64;
-            let _ = writeln!(s, r#"<text x="5" y="{:.1}">n{}–n{}</text>"#, y + 15.0, row.a, row.b);
+            let _ = writeln!(
+                s,
+                r#"<text x="5" y="{:.1}">n{}–n{}</text>"#,
+                y + 15.0,
+                row.a,
+                row.b
+            );
             for bar in &row.bars {
                 let colour = if bar.by_low { "#1f77b4" } else { "#ff7f0e" };
                 let (x0, x1) = (x(bar.start), x(bar.end).max(x(bar.start) + 0.5));
@@ -124,7 +157,19 @@ impl Timeline {
 }
 
 fn tick_step(d: Micros) -> Micros {
-    for step in [SEC, 5 * SEC, 10 * SEC, 30 * SEC, MIN, 5 * MIN, 10 * MIN, 15 * MIN, 30 * MIN, HOUR, 6 * HOUR] {
+    for step in [
+        SEC,
+        5 * SEC,
+        10 * SEC,
+        30 * SEC,
+        MIN,
+        5 * MIN,
+        10 * MIN,
+        15 * MIN,
+        30 * MIN,
+        HOUR,
+        6 * HOUR,
+    ] {
         if d / step <= 12 {
             return step;
         }
@@ -143,5 +188,7 @@ fn label(t: Micros) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -23,7 +23,10 @@ fn mesh_nodes(n: usize, rng: &mut Rng) -> Vec<NodeDef> {
 /// Reconnect faster than the production default so the healed phase fits in a short run; the
 /// liveness deadline follows from it (worst backoff with jitter, a handshake, margin).
 fn fast_tuning() -> Tuning {
-    Tuning { backoff_max: 60 * SEC, ..Tuning::default() }
+    Tuning {
+        backoff_max: 60 * SEC,
+        ..Tuning::default()
+    }
 }
 
 fn liveness_deadline(t: &Tuning) -> Micros {
@@ -32,7 +35,10 @@ fn liveness_deadline(t: &Tuning) -> Micros {
 
 fn faulty(nodes: Vec<NodeDef>, duration: Micros, plan: FaultPlan, net: NetParams) -> Scenario {
     let tuning = fast_tuning();
-    let checks = Checks { liveness_deadline: Some(liveness_deadline(&tuning)), ..Checks::default() };
+    let checks = Checks {
+        liveness_deadline: Some(liveness_deadline(&tuning)),
+        ..Checks::default()
+    };
     Scenario {
         name: "",
         duration,
@@ -92,7 +98,13 @@ pub(super) fn churn(opts: &Options, seed: u64) -> Scenario {
         churn: true,
         mean_gap: MIN,
     };
-    let plan = random_plan(&mut Rng::derive(seed, "faults"), n, start.max(10 * MIN), stop, &mix);
+    let plan = random_plan(
+        &mut Rng::derive(seed, "faults"),
+        n,
+        start.max(10 * MIN),
+        stop,
+        &mix,
+    );
     faulty(nodes, duration, plan, NetParams::default())
 }
 

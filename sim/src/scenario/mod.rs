@@ -8,7 +8,7 @@
 mod faulty;
 mod seed3;
 
-use crate::faults::{Filter, FaultPlan};
+use crate::faults::{FaultPlan, Filter};
 use crate::time::{fmt_duration, Micros, HOUR, MS, SEC};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -109,6 +109,17 @@ pub struct LegacyTuning {
     /// The client loop's sleep before reconnecting after a connection ended.
     pub reconnect_delay: Micros,
     pub connect_timeout: Micros,
+    /// The key the server's message loop uses to find the writer for a reply.
+    pub reply_key: ReplyKey,
+}
+
+/// How the legacy server looks up the writer for a reply (see `legacy` docs, rule 5).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReplyKey {
+    /// `IP:ephemeral_port`, against writers registered by bare IP: never found.
+    PeerSocketAddr,
+    /// The bare IP: the last-registered writer for that IP.
+    BareIp,
 }
 
 impl Default for Tuning {
@@ -127,6 +138,7 @@ impl Default for Tuning {
                 max_missed_pongs: 3,
                 reconnect_delay: 5 * SEC,
                 connect_timeout: 10 * SEC,
+                reply_key: ReplyKey::PeerSocketAddr,
             },
         }
     }
@@ -145,7 +157,8 @@ pub struct NetParams {
     /// Probability that a write is delivered in several chunks split at random boundaries.
     pub split_prob: f64,
     pub max_chunks: u32,
-    /// Probability that a connect is refused (RST) or hangs (SYN lost) for no other reason.
+    /// Probability that a connect is refused (RST) or hangs (SYN lost) for no other reason,
+    /// until the fault plan has healed.
     pub refuse_prob: f64,
     pub hang_prob: f64,
     /// Bytes one direction of a connection holds in flight (socket buffers); a writer beyond
@@ -215,7 +228,12 @@ pub struct Checks {
 
 impl Default for Checks {
     fn default() -> Self {
-        Checks { settle_grace: 30 * SEC, pong_deadline: 10 * SEC, liveness_deadline: None, same_tip: false }
+        Checks {
+            settle_grace: 30 * SEC,
+            pong_deadline: 10 * SEC,
+            liveness_deadline: None,
+            same_tip: false,
+        }
     }
 }
 
@@ -245,18 +263,34 @@ impl Scenario {
 
 /// `10.{i/250}.{i%250}.{1..}`-style distinct addresses.
 pub fn distinct_ip(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, (i / 62500) as u8, ((i / 250) % 250) as u8, (i % 250 + 1) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        10,
+        (i / 62500) as u8,
+        ((i / 250) % 250) as u8,
+        (i % 250 + 1) as u8,
+    ))
 }
 
 /// Full mesh (every node lists every other) up to `full_up_to` nodes; above, `outbound`
 /// random distinct peers each.
-pub fn mesh_peers(nodes: &mut [NodeDef], rng: &mut crate::rng::Rng, full_up_to: usize, outbound: usize) {
+pub fn mesh_peers(
+    nodes: &mut [NodeDef],
+    rng: &mut crate::rng::Rng,
+    full_up_to: usize,
+    outbound: usize,
+) {
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();
     let n = nodes.len();
     for (i, node) in nodes.iter_mut().enumerate() {
         node.peers.clear();
         if n <= full_up_to {
-            node.peers.extend(addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| *a));
+            node.peers.extend(
+                addrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| *a),
+            );
         } else {
             let mut picked = std::collections::BTreeSet::new();
             while picked.len() < outbound.min(n - 1) {
@@ -283,7 +317,10 @@ pub struct RunSpec {
 impl RunSpec {
     /// The exact command that replays this run.
     pub fn replay_command(&self) -> String {
-        let mut s = format!("timed-sim run --scenario {} --model {} --seed {}", self.scenario, self.model, self.seed);
+        let mut s = format!(
+            "timed-sim run --scenario {} --model {} --seed {}",
+            self.scenario, self.model, self.seed
+        );
         if let Some(n) = self.nodes {
             s.push_str(&format!(" --nodes {n}"));
         }

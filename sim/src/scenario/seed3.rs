@@ -2,7 +2,7 @@
 //! pong-loss filter.
 
 use super::{distinct_ip, mesh_peers, Checks, NetParams, NodeDef, Options, Scenario, Tuning};
-use crate::faults::{Filter, FaultPlan, Side};
+use crate::faults::{FaultPlan, Filter, Side};
 use crate::net::wire::Kind;
 use crate::rng::Rng;
 use crate::time::{HOUR, MIN, MS};
@@ -11,12 +11,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 /// `n` nodes on one host, ports 7000.., each listing all the others (the legacy test plan).
 fn one_host(n: usize) -> Vec<NodeDef> {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let addrs: Vec<SocketAddr> = (0..n).map(|i| SocketAddr::new(ip, 7000 + i as u16)).collect();
+    let addrs: Vec<SocketAddr> = (0..n)
+        .map(|i| SocketAddr::new(ip, 7000 + i as u16))
+        .collect();
     (0..n)
         .map(|i| NodeDef {
             ip,
             port: 7000 + i as u16,
-            peers: addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| *a).collect(),
+            peers: addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| *a)
+                .collect(),
             nat: false,
             clock_skew_secs: 0,
             start_at: None,

@@ -1,0 +1,234 @@
+//! The new design: a `timed_core::PeerMachine` with an in-memory store, driven exactly as
+//! its contract says (see `PeerMachine`'s docs): one input, drain the actions, re-read the
+//! deadline. This file only translates types; every decision is the machine's.
+//!
+//! Each host has its own monotonic clock epoch (`NodeSpec::clock_offset`) and its own idea of
+//! unix time (`unix_time_at_zero`, skewed per host): the machine only ever sees its own.
+
+use crate::model::{
+    CloseKind, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec,
+};
+use crate::time::Micros;
+use std::net::SocketAddr;
+use timed_core::{
+    Action, Config, ConnId, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId,
+    PeerMachine, QueryId, RequestBody,
+};
+
+/// A `PeerMachine` as a simulator node.
+#[derive(Debug)]
+pub struct Machine {
+    m: PeerMachine<MemStore>,
+    offset: Micros,
+    max_send_queue: usize,
+    /// Counters of earlier incarnations of this node (kept across crashes with the store).
+    carried: ModelCounters,
+}
+
+/// What survives a crash: the store, and the counters the simulator reports.
+#[derive(Debug)]
+pub struct Persisted {
+    store: MemStore,
+    counters: ModelCounters,
+}
+
+fn d(us: Micros) -> Duration {
+    Duration::from_micros(us)
+}
+
+impl Machine {
+    fn at(&self, now: Micros) -> Instant {
+        Instant(now + self.offset)
+    }
+
+    pub fn machine(&self) -> &PeerMachine<MemStore> {
+        &self.m
+    }
+}
+
+impl NodeModel for Machine {
+    type Persist = Persisted;
+    const NAME: &'static str = "machine";
+
+    fn boot(
+        spec: &NodeSpec,
+        boot_seed: u64,
+        now: Micros,
+        persisted: Option<Persisted>,
+    ) -> Result<Self, String> {
+        let t = &spec.tuning;
+        let mut cfg = Config::new(Network::Devnet, NodeId(spec.node_id), boot_seed);
+        cfg.listen_port = spec.listen_port;
+        cfg.persistent_peers = spec.persistent_peers.clone();
+        cfg.ping_interval = d(t.ping_interval);
+        cfg.ping_timeout = d(t.ping_timeout);
+        cfg.handshake_timeout = d(t.handshake_timeout);
+        cfg.probe_timeout = d(t.probe_timeout);
+        cfg.query_timeout = d(t.query_timeout);
+        cfg.backoff_initial = d(t.backoff_initial);
+        cfg.backoff_max = d(t.backoff_max);
+        cfg.backoff_reset_after = d(t.backoff_reset_after);
+        cfg.unix_time_at_zero = Some(
+            spec.unix_time_at_zero
+                .saturating_sub(spec.clock_offset / 1_000_000),
+        );
+        let max_send_queue = cfg.max_send_queue;
+        let (store, carried) = match persisted {
+            Some(p) => (p.store, p.counters),
+            None => (MemStore::new(Network::Devnet), ModelCounters::default()),
+        };
+        let offset = spec.clock_offset;
+        let m = PeerMachine::new(cfg, store, Instant(now + offset)).map_err(|e| e.to_string())?;
+        Ok(Machine {
+            m,
+            offset,
+            max_send_queue,
+            carried,
+        })
+    }
+
+    fn crash(self) -> Option<Persisted> {
+        let counters = self.counters();
+        Some(Persisted {
+            store: self.m.into_store(),
+            counters,
+        })
+    }
+
+    fn accept(&mut self, now: Micros, remote: SocketAddr) -> Option<ModelConn> {
+        let at = self.at(now);
+        self.m.accept(at, remote).ok().map(|c| c.0)
+    }
+
+    fn connected(&mut self, now: Micros, conn: ModelConn) {
+        let at = self.at(now);
+        self.m.handle(at, Input::Connected { conn: ConnId(conn) });
+    }
+
+    fn dial_failed(&mut self, now: Micros, conn: ModelConn) {
+        let at = self.at(now);
+        self.m.handle(at, Input::DialFailed { conn: ConnId(conn) });
+    }
+
+    fn bytes_in(&mut self, now: Micros, conn: ModelConn, data: &[u8]) {
+        let at = self.at(now);
+        self.m.handle(
+            at,
+            Input::BytesIn {
+                conn: ConnId(conn),
+                data,
+            },
+        );
+    }
+
+    fn written(&mut self, now: Micros, conn: ModelConn, bytes: usize) {
+        let at = self.at(now);
+        self.m.handle(
+            at,
+            Input::Written {
+                conn: ConnId(conn),
+                bytes,
+            },
+        );
+    }
+
+    fn closed(&mut self, now: Micros, conn: ModelConn, kind: CloseKind) {
+        let kind = match kind {
+            CloseKind::Fin => timed_core::CloseKind::Fin,
+            CloseKind::Reset => timed_core::CloseKind::Reset,
+        };
+        let at = self.at(now);
+        self.m.handle(
+            at,
+            Input::Closed {
+                conn: ConnId(conn),
+                kind,
+            },
+        );
+    }
+
+    fn on_timeout(&mut self, now: Micros) {
+        let at = self.at(now);
+        self.m.handle_timeout(at);
+    }
+
+    fn poll_timeout(&self) -> Option<Micros> {
+        self.m
+            .poll_timeout()
+            .map(|t| t.0.saturating_sub(self.offset))
+    }
+
+    fn poll_action(&mut self) -> Option<ModelAction> {
+        let a = self.m.poll_action()?;
+        Some(match a {
+            Action::Send { conn, data } => ModelAction::Send { conn: conn.0, data },
+            Action::Close { conn } => ModelAction::Close { conn: conn.0 },
+            Action::Dial { conn, addr } => ModelAction::Dial { conn: conn.0, addr },
+            Action::PauseRead { conn } => ModelAction::PauseRead { conn: conn.0 },
+            Action::ResumeRead { conn } => ModelAction::ResumeRead { conn: conn.0 },
+            Action::Notify(e) => ModelAction::Event(match e {
+                NodeEvent::PeerUp { conn, .. } => ModelEvent::PeerUp { conn: conn.0 },
+                NodeEvent::PeerMoved { from, to, .. } => ModelEvent::PeerMoved {
+                    from: from.0,
+                    to: to.0,
+                },
+                NodeEvent::PeerDown { conn, reason, .. } => ModelEvent::PeerDown {
+                    conn: conn.0,
+                    reason: timed_core::machine::reason_label(reason),
+                },
+                NodeEvent::QueryDone { id, result } => ModelEvent::QueryDone {
+                    id: id.0,
+                    ok: result.is_ok(),
+                },
+                NodeEvent::BlocksApplied { to, .. } => ModelEvent::Height {
+                    height: to,
+                    reorg: false,
+                },
+                NodeEvent::Reorg { to, .. } => ModelEvent::Height {
+                    height: to,
+                    reorg: true,
+                },
+                NodeEvent::Misbehaved {
+                    what, detail, addr, ..
+                } => ModelEvent::Misbehaved(format!("{} from {addr}: {detail}", what.as_str())),
+                NodeEvent::Fatal { error } => ModelEvent::Fatal(error),
+                other => ModelEvent::Note(format!("{other:?}")),
+            }),
+        })
+    }
+
+    fn shutdown(&mut self, now: Micros) {
+        let at = self.at(now);
+        self.m.shutdown(at);
+    }
+
+    fn query(&mut self, now: Micros, peer: [u8; 32]) -> Option<u64> {
+        let at = self.at(now);
+        let QueryId(id) = self.m.query(at, NodeId(peer), RequestBody::Tip);
+        Some(id)
+    }
+
+    fn send_queue(&self, conn: ModelConn) -> Option<(usize, usize)> {
+        self.m
+            .send_queue_len(ConnId(conn))
+            .map(|q| (q, self.max_send_queue))
+    }
+
+    fn counters(&self) -> ModelCounters {
+        let s = self.m.status();
+        let c = &s.counters;
+        ModelCounters {
+            ping_timeouts: self.carried.ping_timeouts + c.ping_timeouts,
+            reconnects: self.carried.reconnects + c.reconnects,
+            duplicates_resolved: self.carried.duplicates_resolved + c.duplicates_resolved,
+            protocol_errors: self.carried.protocol_errors + c.protocol_errors,
+            height: s.height,
+            blocks_applied: self.carried.blocks_applied + c.blocks_applied,
+            reorgs: self.carried.reorgs + c.reorgs,
+        }
+    }
+
+    fn strict() -> bool {
+        true
+    }
+}
