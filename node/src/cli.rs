@@ -72,6 +72,37 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s)
 }
 
+/// Parses a byte size: a number with an optional unit (B, KiB, MiB, GiB, TiB; KB/MB/GB/TB
+/// taken as the binary units, since map sizes are page multiples anyway).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: write e.g. 4GiB, 512MiB or 1073741824"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`: use KiB, MiB, GiB or TiB"
+            ))
+        }
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if bytes < (1 << 20) {
+        return Err(format!("`{s}` is too small for a store: use at least 1MiB"));
+    }
+    Ok(bytes)
+}
+
 fn parse_node_index(s: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
         Ok(n) if (1..=MAX_NODE_INDEX).contains(&n) => Ok(n),
@@ -125,6 +156,10 @@ pub struct NodeArgs {
     /// Log format [default: pretty].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Largest size the chain store may grow to, e.g. 4GiB or 512MiB [default: 1GiB]. Raise it
+    /// when the node stops with "the store ... is full".
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub store_map_size: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +218,7 @@ pub struct FileConfig {
     pub ping_timeout: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub store_map_size: Option<String>,
 }
 
 /// A setting that cannot work, with the fix.
@@ -214,6 +250,8 @@ pub struct Settings {
     pub ping_timeout: Option<Duration>,
     pub log: String,
     pub log_format: LogFormat,
+    /// LMDB map size in bytes; `None` keeps the store's default.
+    pub store_map_size: Option<usize>,
 }
 
 /// Default p2p port of `network` for local node `index` (0 when not given).
@@ -286,7 +324,7 @@ impl NodeArgs {
                     bad(
                         format!("config file {}: {}", path.display(), e.message()),
                         "keys are the flag names in snake_case: network, node_id, data_dir, p2p_port, listen, \
-                         peers = [\"host:port\"], api, produce_blocks, ping_interval, ping_timeout, log, log_format; \
+                         peers = [\"host:port\"], api, produce_blocks, ping_interval, ping_timeout, log, log_format, store_map_size; \
                          durations are strings like \"30s\"",
                     )
                 })?
@@ -363,6 +401,16 @@ impl NodeArgs {
             .or(file.log)
             .unwrap_or_else(|| "info".into());
         let log_format = self.log_format.or(file.log_format).unwrap_or_default();
+        let store_map_size = match (self.store_map_size, &file.store_map_size) {
+            (Some(n), _) => Some(n),
+            (None, Some(s)) => Some(parse_size(s).map_err(|e| {
+                bad(
+                    format!("{}: `store_map_size`: {e}", cfg_path.display()),
+                    "write it as a string with a unit, e.g. store_map_size = \"4GiB\"",
+                )
+            })?),
+            (None, None) => None,
+        };
         Ok(Settings {
             network,
             node_index,
@@ -375,6 +423,7 @@ impl NodeArgs {
             ping_timeout,
             log,
             log_format,
+            store_map_size,
         })
     }
 }
@@ -490,5 +539,20 @@ mod tests {
     fn a_peer_without_a_port_is_refused_with_the_fix() {
         let e = args(&["--peer", "localhost"]).resolve().unwrap_err();
         assert!(e.to_string().contains("HOST:PORT"));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_nonsense_with_a_hint() {
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1073741824"), Ok(1 << 30));
+        assert!(parse_size("lots").unwrap_err().contains("4GiB"));
+        assert!(parse_size("4 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_size("1KiB").unwrap_err().contains("1MiB"));
     }
 }

@@ -18,6 +18,41 @@ fn fail(problem: impl Into<String>, fix: impl Into<String>) -> RunError {
     }
 }
 
+/// Takes the data dir's lock file, held (by the returned handle) until the process exits.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RunError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            fail(
+                format!("cannot create the lock file {}: {e}", path.display()),
+                "pass a writable --data-dir",
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = info::read(dir)
+                .map(|i| format!(" (pid {})", i.pid))
+                .unwrap_or_default();
+            Err(fail(
+                format!(
+                    "another timed process{holder} is using the data dir {}",
+                    dir.display()
+                ),
+                "stop that node first, or give this one its own --data-dir (or --node-id)",
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(
+            format!("cannot lock {}: {e}", path.display()),
+            "check the data dir's file system supports locks, or pass another --data-dir",
+        )),
+    }
+}
+
 fn random_bytes<const N: usize>() -> Result<[u8; N], RunError> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| {
@@ -38,9 +73,12 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             "pass a writable --data-dir",
         )
     })?;
+    // One process per data dir: LMDB would let a second one open the same store, and two
+    // nodes writing one chain and one identity is never what the operator meant.
+    let _lock = lock_data_dir(dir)?;
     info::remove(dir);
 
-    let mut store = store::open(dir, settings.network)?;
+    let mut store = store::open(dir, settings.network, settings.store_map_size)?;
     let seed = u64::from_le_bytes(random_bytes::<8>()?);
     let fresh = random_bytes::<32>()?;
     let node_id = store::identity(&mut store, fresh)?;

@@ -15,9 +15,17 @@ fn fail(problem: String, fix: &str) -> SettingsError {
 }
 
 /// Opens (or creates) the store and checks the stored chain.
-pub fn open(data_dir: &Path, network: Network) -> Result<NodeStore, SettingsError> {
+pub fn open(
+    data_dir: &Path,
+    network: Network,
+    map_size: Option<usize>,
+) -> Result<NodeStore, SettingsError> {
     let path = data_dir.join("store");
-    let store = timed_store::HeedStore::open(&path, network).map_err(|e| {
+    let mut options = timed_store::StoreOptions::default();
+    if let Some(n) = map_size {
+        options.map_size = n;
+    }
+    let store = timed_store::HeedStore::open_with(&path, network, options).map_err(|e| {
         fail(
             format!("cannot open the store: {e}"),
             "use the --data-dir of a node of this --network, or a new one; check permissions and free space",

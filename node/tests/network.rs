@@ -465,3 +465,27 @@ fn scopeguard(pid: u32) -> impl Drop {
     }
     G(pid)
 }
+
+/// A second node on a data dir already in use is refused with the holder's pid, and the
+/// running node is untouched.
+#[test]
+fn a_second_node_on_the_same_data_dir_is_refused_and_told_why() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("shared");
+    let first = TestNode::start("first", &dir, 0, &[]);
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0", "--api", "off"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("another timed process")
+            && err.contains(&format!("pid {}", first.child.id()))
+            && err.contains("--data-dir"),
+        "{err}"
+    );
+    assert_eq!(first.status()["node_id"], first.node_id.as_str());
+}

@@ -31,7 +31,7 @@ pub enum StoreError {
     /// aborted: nothing of it was written.
     #[error(
         "the store at {} is full: it reached its map size of {map_size} bytes (LMDB MDB_MAP_FULL); \
-         restart with a larger store map size, or move --data-dir",
+         restart with a larger --store-map-size, or move --data-dir",
         path.display()
     )]
     MapFull { path: PathBuf, map_size: usize },
