@@ -413,7 +413,7 @@ impl World {
             }
         }
         let logged: Vec<ConnId> = logged.into_iter().collect();
-        if !peers.is_empty() && pick % 4 != 0 {
+        if !peers.is_empty() && !pick.is_multiple_of(4) {
             Some(peers[pick / 4 % peers.len()])
         } else if !logged.is_empty() {
             Some(logged[pick % logged.len()])

@@ -69,13 +69,13 @@ pub fn fmt_duration(us: Micros) -> String {
     if us == 0 {
         return "0s".into();
     }
-    if us % HOUR == 0 {
+    if us.is_multiple_of(HOUR) {
         format!("{}h", us / HOUR)
-    } else if us % MIN == 0 {
+    } else if us.is_multiple_of(MIN) {
         format!("{}m", us / MIN)
-    } else if us % SEC == 0 {
+    } else if us.is_multiple_of(SEC) {
         format!("{}s", us / SEC)
-    } else if us % MS == 0 {
+    } else if us.is_multiple_of(MS) {
         format!("{}ms", us / MS)
     } else {
         format!("{us}us")

@@ -178,9 +178,9 @@ fn tick_step(d: Micros) -> Micros {
 }
 
 fn label(t: Micros) -> String {
-    if t % HOUR == 0 && t > 0 {
+    if t.is_multiple_of(HOUR) && t > 0 {
         format!("{}h", t / HOUR)
-    } else if t % MIN == 0 {
+    } else if t.is_multiple_of(MIN) {
         format!("{}m", t / MIN)
     } else {
         format!("{}s", t / SEC)
