@@ -351,12 +351,8 @@ impl<S: Store> PeerMachine<S> {
         }
         match (req, body) {
             (ChainReq::Range { from }, ResponseBody::Blocks(blocks)) => {
-                let asked_count = match asked {
-                    RequestBody::Blocks { count, .. } => count as u64,
-                    _ => 0,
-                };
                 self.chain.in_flight.remove(&from);
-                if !self.check_range_shape(now, conn, from, asked_count, &blocks) {
+                if !self.check_range_shape(now, conn, from, &asked, &blocks) {
                     return;
                 }
                 if blocks.is_empty() {
@@ -374,11 +370,7 @@ impl<S: Store> PeerMachine<S> {
                 self.drive_sync(now);
             }
             (ChainReq::Branch { from }, ResponseBody::Blocks(blocks)) => {
-                let asked_count = match asked {
-                    RequestBody::Blocks { count, .. } => count as u64,
-                    _ => 0,
-                };
-                if !self.check_range_shape(now, conn, from, asked_count, &blocks) {
+                if !self.check_range_shape(now, conn, from, &asked, &blocks) {
                     return;
                 }
                 self.on_branch(now, node, from, blocks);
@@ -411,9 +403,13 @@ impl<S: Store> PeerMachine<S> {
         now: Instant,
         conn: ConnId,
         from: u64,
-        asked: u64,
+        asked: &RequestBody,
         blocks: &[Block],
     ) -> bool {
+        let asked = match asked {
+            RequestBody::Blocks { count, .. } => u64::from(*count),
+            _ => 0,
+        };
         let ok = blocks.len() as u64 <= asked
             && blocks
                 .iter()
@@ -647,18 +643,26 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn fork_probe(&mut self, now: Instant, height: u64) {
+        self.fork_request(
+            now,
+            ChainReq::ForkProbe { height },
+            RequestBody::HashAt { height },
+        );
+    }
+
+    /// Sends a request of the fork search to the forking peer; abandons the search if that
+    /// peer is gone or saturated (sync then resumes and may find the fork again).
+    fn fork_request(&mut self, now: Instant, req: ChainReq, body: RequestBody) {
         let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else {
             return;
         };
-        let Some(&conn) = self.peers.get(&node) else {
-            self.chain.fork = None;
-            return;
+        let sent = match self.peers.get(&node) {
+            Some(&conn) => self
+                .send_request(now, conn, Origin::Chain(req), body, None)
+                .is_ok(),
+            None => false,
         };
-        let origin = Origin::Chain(ChainReq::ForkProbe { height });
-        if self
-            .send_request(now, conn, origin, RequestBody::HashAt { height }, None)
-            .is_err()
-        {
+        if !sent {
             self.chain.fork = None;
         }
     }
@@ -704,29 +708,12 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn fetch_branch(&mut self, now: Instant, from: u64) {
-        let Some(node) = self.chain.fork.as_ref().map(|f| f.node) else {
-            return;
-        };
-        let Some(&conn) = self.peers.get(&node) else {
-            self.chain.fork = None;
-            return;
-        };
-        let body = RequestBody::Blocks {
-            from,
-            count: self.cfg.sync_batch,
-        };
-        if self
-            .send_request(
-                now,
-                conn,
-                Origin::Chain(ChainReq::Branch { from }),
-                body,
-                None,
-            )
-            .is_err()
-        {
-            self.chain.fork = None;
-        }
+        let count = self.cfg.sync_batch;
+        self.fork_request(
+            now,
+            ChainReq::Branch { from },
+            RequestBody::Blocks { from, count },
+        );
     }
 
     /// Accumulates the peer's branch; switches once it is higher than our chain.
