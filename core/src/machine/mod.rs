@@ -148,6 +148,9 @@ pub struct PeerMachine<S: Store> {
     /// The `now` of the call being handled, for the few helpers that need time but are
     /// reached from deep inside other helpers (send-queue overflow).
     now: Instant,
+    /// Scratch buffer frames are encoded into before being copied out at their exact size
+    /// (one allocation per frame, no regrowth while serializing).
+    enc: Vec<u8>,
 }
 
 /// Bound on `seen_peers`; past it, reconnect counting forgets the oldest-keyed entries.
@@ -182,6 +185,7 @@ impl<S: Store> PeerMachine<S> {
             counters: Counters::default(),
             stopped: false,
             now,
+            enc: Vec::new(),
         };
         for addr in m.cfg.persistent_peers.clone() {
             m.add_target(now, addr, true);
@@ -231,12 +235,7 @@ impl<S: Store> PeerMachine<S> {
                 }
             }
             Input::BytesIn { conn, data } => self.on_bytes(now, conn, data),
-            Input::Written { conn, bytes } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.in_transport = c.in_transport.saturating_sub(bytes);
-                    self.flush(conn);
-                }
-            }
+            Input::Written { conn, bytes } => self.flush_written(conn, bytes),
             Input::Closed { conn, kind } => {
                 if self.conns.contains_key(&conn) {
                     self.drop_conn(now, conn, DownReason::Closed(kind), false);
@@ -522,12 +521,24 @@ impl<S: Store> PeerMachine<S> {
     fn send_msg(&mut self, conn: ConnId, msg: &Message) {
         let kind = msg.kind();
         let is_response = matches!(msg, Message::Response { .. });
-        let frame = msg.to_frame();
+        let frame = self.encode(msg);
         if kind.is_control() {
             self.send_control(conn, frame);
         } else {
             self.send_frame(conn, frame, is_response);
         }
+    }
+
+    /// `msg` as one frame, in a `Vec` of exactly its size.
+    fn encode(&mut self, msg: &Message) -> Vec<u8> {
+        self.enc.clear();
+        msg.encode_frame(&mut self.enc);
+        let frame = self.enc.as_slice().to_vec();
+        if self.enc.capacity() > 64 * 1024 {
+            // Do not keep a block-sized buffer around for every small frame after.
+            self.enc = Vec::new();
+        }
+        frame
     }
 
     fn send_control(&mut self, conn: ConnId, frame: Vec<u8>) {
@@ -555,11 +566,18 @@ impl<S: Store> PeerMachine<S> {
     /// Hands queued frames to the transport while its window has room; enforces the send
     /// queue bound and read backpressure.
     fn flush(&mut self, conn: ConnId) {
+        self.flush_written(conn, 0);
+    }
+
+    /// [`flush`](Self::flush) after the transport reported `written` bytes gone, with one
+    /// connection lookup for both.
+    fn flush_written(&mut self, conn: ConnId, written: usize) {
         let window = self.cfg.transport_window;
         let max_queue = self.cfg.max_send_queue;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        c.in_transport = c.in_transport.saturating_sub(written);
         if c.state == ConnState::Dialing {
             return;
         }
@@ -610,11 +628,10 @@ impl<S: Store> PeerMachine<S> {
             return;
         };
         if c.state != ConnState::Dialing {
-            let frame = Message::Goodbye(Goodbye {
+            let frame = self.encode(&Message::Goodbye(Goodbye {
                 reason,
                 detail: String::from(detail),
-            })
-            .to_frame();
+            }));
             self.counters.frames_out += 1;
             self.counters.bytes_out += frame.len() as u64;
             self.actions.push_back(Action::Send { conn, data: frame });

@@ -308,21 +308,24 @@ impl<S: Store> PeerMachine<S> {
     fn addrs_for(&self, conn: ConnId) -> Vec<PeerAddr> {
         let asker = self.conns.get(&conn).and_then(|c| c.listen_addr());
         let mut out: Vec<PeerAddr> = Vec::new();
+        let mut taken: BTreeSet<PeerAddr> = BTreeSet::new();
         // Peers we are connected to first: they are known good.
-        for c in self.peers.values().filter_map(|id| self.conns.get(id)) {
-            if let Some(a) = c.listen_addr() {
-                if Some(a) != asker && out.len() < MAX_ADDRS_PER_RESPONSE {
-                    out.push(a.into());
-                }
-            }
-        }
-        for e in self.chain.book.values() {
+        let connected = self
+            .peers
+            .values()
+            .filter_map(|id| self.conns.get(id)?.listen_addr());
+        let book = self
+            .chain
+            .book
+            .values()
+            .filter(|e| e.failures == 0)
+            .map(|e| SocketAddr::from(e.addr));
+        for a in connected.chain(book) {
             if out.len() >= MAX_ADDRS_PER_RESPONSE {
                 break;
             }
-            let a: SocketAddr = e.addr.into();
-            if e.failures == 0 && Some(a) != asker && !out.contains(&e.addr) {
-                out.push(e.addr);
+            if Some(a) != asker && taken.insert(a.into()) {
+                out.push(a.into());
             }
         }
         out
@@ -968,16 +971,23 @@ impl<S: Store> PeerMachine<S> {
             }
         }
         let now_us = self.now.as_micros();
-        let e = self.chain.book.entry(key).or_insert(AddrEntry {
+        let fresh = AddrEntry {
             addr: key,
             failures: 0,
             last_seen: None,
-        });
+        };
+        let before = self.chain.book.get(&key).copied();
+        let e = self.chain.book.entry(key).or_insert(fresh);
         if seen {
             e.failures = 0;
             e.last_seen = Some(now_us);
         }
         let entry = *e;
+        // Hearsay about an address we already know changes nothing: spare the store a write
+        // (with LMDB, a transaction) for every address in every `Peers` response.
+        if before == Some(entry) {
+            return;
+        }
         if let Err(err) = self.store.put_addr(entry) {
             let now = self.now;
             self.fatal(now, format!("writing the address book: {err}"));

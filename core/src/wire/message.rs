@@ -371,6 +371,28 @@ impl Message {
 
     /// Appends this message as one complete frame (length prefix included) to `out`.
     pub fn encode_frame(&self, out: &mut Vec<u8>) {
+        if let Message::Ping { nonce } | Message::Pong { nonce } = *self {
+            // The hot path: length, kind and one varint, written directly (the same bytes
+            // postcard writes).
+            let mut buf = [0u8; 4 + 1 + 10];
+            buf[4] = self.kind() as u8;
+            let mut n = 5;
+            let mut v = nonce;
+            loop {
+                let b = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    buf[n] = b;
+                    n += 1;
+                    break;
+                }
+                buf[n] = b | 0x80;
+                n += 1;
+            }
+            buf[..4].copy_from_slice(&((n - 4) as u32).to_le_bytes());
+            out.extend_from_slice(&buf[..n]);
+            return;
+        }
         let at = out.len();
         out.extend_from_slice(&[0u8; 4]);
         let mut w = core::mem::take(out);
@@ -391,7 +413,10 @@ impl Message {
 
     /// This message as one frame.
     pub fn to_frame(&self) -> Vec<u8> {
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(match self {
+            Message::Ping { .. } | Message::Pong { .. } => 16,
+            _ => 64,
+        });
         self.encode_frame(&mut v);
         v
     }
@@ -476,6 +501,21 @@ mod tests {
             id: 7,
             body: RequestBody::Blocks { from: 3, count: 9 },
         });
+    }
+
+    #[test]
+    fn the_ping_fast_path_writes_what_postcard_writes() {
+        for nonce in [0, 1, 127, 128, 300, 1 << 35, u64::MAX - 1, u64::MAX] {
+            for m in [Message::Ping { nonce }, Message::Pong { nonce }] {
+                let mut want = Vec::from([0u8; 4]);
+                want = ser(&(m.kind() as u32), want);
+                want = ser(&nonce, want);
+                let len = (want.len() - 4) as u32;
+                want[..4].copy_from_slice(&len.to_le_bytes());
+                assert_eq!(m.to_frame(), want);
+                roundtrip(m);
+            }
+        }
     }
 
     #[test]

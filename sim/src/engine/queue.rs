@@ -27,28 +27,49 @@ pub enum Ev {
     Liveness,
 }
 
+/// A queued event. `key` is `(at << 64) | seq`: one integer comparison orders by time, then
+/// by insertion.
 #[derive(Debug)]
 struct Entry {
-    at: Micros,
-    seq: u64,
+    key: u128,
     ev: Ev,
 }
 
 impl PartialEq for Entry {
+    #[inline]
     fn eq(&self, o: &Self) -> bool {
-        self.at == o.at && self.seq == o.seq
+        self.key == o.key
     }
 }
 impl Eq for Entry {}
 impl PartialOrd for Entry {
+    #[inline]
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
+    // Reversed (BinaryHeap is a max-heap, we pop the earliest); spelled out so the heap's
+    // sifting compiles to one integer comparison.
+    #[inline]
+    fn lt(&self, o: &Self) -> bool {
+        self.key > o.key
+    }
+    #[inline]
+    fn le(&self, o: &Self) -> bool {
+        self.key >= o.key
+    }
+    #[inline]
+    fn gt(&self, o: &Self) -> bool {
+        self.key < o.key
+    }
+    #[inline]
+    fn ge(&self, o: &Self) -> bool {
+        self.key <= o.key
+    }
 }
 impl Ord for Entry {
+    #[inline]
     fn cmp(&self, o: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap, we pop the earliest.
-        (o.at, o.seq).cmp(&(self.at, self.seq))
+        o.key.cmp(&self.key)
     }
 }
 
@@ -59,21 +80,23 @@ pub struct Queue {
 }
 
 impl Queue {
+    #[inline]
     pub fn push(&mut self, at: Micros, ev: Ev) {
         self.seq += 1;
         self.heap.push(Entry {
-            at,
-            seq: self.seq,
+            key: ((at as u128) << 64) | self.seq as u128,
             ev,
         });
     }
 
+    #[inline]
     pub fn pop(&mut self) -> Option<(Micros, Ev)> {
-        self.heap.pop().map(|e| (e.at, e.ev))
+        self.heap.pop().map(|e| ((e.key >> 64) as Micros, e.ev))
     }
 
+    #[inline]
     pub fn peek_time(&self) -> Option<Micros> {
-        self.heap.peek().map(|e| e.at)
+        self.heap.peek().map(|e| (e.key >> 64) as Micros)
     }
 
     pub fn len(&self) -> usize {
