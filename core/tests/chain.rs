@@ -420,3 +420,53 @@ fn the_address_book_stays_within_its_bound_whatever_peers_send() {
     }
     assert_eq!(s.m.status().addr_book_len, max);
 }
+
+#[test]
+fn a_peer_lost_with_ranges_in_flight_leaves_no_range_stuck() {
+    // Regression (sim sync-chaos seed 50): the only peer ahead went away with a range in
+    // flight; the range was re-requested on the dying connection and never ended, so the
+    // node never asked for those heights again.
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut net = Switchboard::new();
+    let mut pc = config(1, "127.0.0.1:7000", &[]);
+    pc.sync_batch = 50;
+    let p = add_with(&mut net, pc, chain_of(300), "127.0.0.1:7000");
+    let mut fc = config(2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
+    fc.sync_batch = 50;
+    let f = add_with(
+        &mut net,
+        fc,
+        MemStore::new(Network::Devnet),
+        "127.0.0.1:7001",
+    );
+    let hold = Rc::new(Cell::new(true));
+    let h = hold.clone();
+    net.set_filter(Box::new(move |from, _to, m| {
+        h.get()
+            && from == 0
+            && matches!(
+                m,
+                Message::Response {
+                    body: ResponseBody::Blocks(_),
+                    ..
+                }
+            )
+    }));
+    net.run_for(timed_core::Duration::from_millis(500));
+    assert_eq!(tip(&mut net, f).0, 0, "ranges are in flight, unanswered");
+    // The producer's connection ends with a duplicate goodbye while those ranges wait.
+    let conn = net.machine(f).peer_conn(id(1)).expect("connected");
+    let bye = Message::Goodbye(timed_core::wire::Goodbye {
+        reason: timed_core::GoodbyeReason::Duplicate,
+        detail: String::new(),
+    });
+    net.inject(f, conn, &bye.to_frame());
+    hold.set(false);
+    net.run_for(secs(120));
+    assert_eq!(
+        tip(&mut net, f),
+        tip(&mut net, p),
+        "sync resumed after the reconnect"
+    );
+}

@@ -60,6 +60,9 @@ pub(crate) struct Conn {
     /// Responses still in `bulk`: the peer's requests we have not answered on the wire yet.
     pub responses_queued: usize,
     pub read_paused: bool,
+    /// Set when the machine starts forgetting this connection: no new request may start on
+    /// it, so nothing can be left in flight on a connection that no longer exists.
+    pub closing: bool,
 
     // Liveness.
     pub established_at: Instant,
@@ -105,6 +108,7 @@ impl Conn {
             in_transport: 0,
             responses_queued: 0,
             read_paused: false,
+            closing: false,
             established_at: now,
             last_recv: now,
             // Nonce 0 is never sent (see `next_nonce`), so empty slots never match a pong.

@@ -83,6 +83,11 @@ impl<S: Store> PeerMachine<S> {
         self.send_ping(now, conn);
         if dir == Direction::Outbound {
             self.target_reached(addr, node);
+        } else if let Some(listen) = self.conns.get(&conn).and_then(|c| c.listen_addr()) {
+            // A persistent peer that dialed us first: remember who lives at its advertised
+            // address, so we do not dial it again while it is connected (each such redial
+            // only makes a duplicate for the dedup rule to resolve).
+            self.target_learned(listen, node);
         }
         match moved_from {
             Some(from) => {

@@ -99,6 +99,14 @@ impl<S: Store> PeerMachine<S> {
         }
     }
 
+    /// Records which node listens at a target's address, learned from an inbound `Hello`,
+    /// unless an outbound handshake already told us.
+    pub(crate) fn target_learned(&mut self, addr: SocketAddr, node: NodeId) {
+        if let Some(t) = self.targets.get_mut(&addr) {
+            t.node.get_or_insert(node);
+        }
+    }
+
     /// An address turned out to be ourselves: forget it for good.
     pub(crate) fn never_dial_again(&mut self, addr: SocketAddr) {
         self.never_dial.insert(addr);

@@ -644,9 +644,13 @@ impl<S: Store> PeerMachine<S> {
     /// `we_closed` is true when the machine emitted (or is emitting) `Action::Close` for it.
     fn drop_conn(&mut self, now: Instant, conn: ConnId, reason: DownReason, we_closed: bool) {
         let _ = we_closed;
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.closing {
+            return; // already being forgotten (re-entered through a request's end)
+        }
+        c.closing = true;
         let (dir, addr, state, node, lived) =
             (c.dir, c.addr, c.state, c.node_id(), now - c.established_at);
         Counters::bump(&mut self.counters.conns_closed, reason_label(reason));
@@ -658,8 +662,10 @@ impl<S: Store> PeerMachine<S> {
                 if let Some(new) = candidate {
                     self.take_over(now, node, conn, new);
                 } else if !self.enter_limbo(now, node, conn, reason) {
-                    self.fail_requests(now, conn, QueryError::PeerGone);
+                    // Unregister first: whoever hears of a failed request may ask again at
+                    // once, and must not pick this peer (see `Conn::closing` too).
                     self.peers.remove(&node);
+                    self.fail_requests(now, conn, QueryError::PeerGone);
                     self.actions.push_back(Action::Notify(NodeEvent::PeerDown {
                         peer: node,
                         conn,
@@ -680,12 +686,10 @@ impl<S: Store> PeerMachine<S> {
             }
         }
 
+        // Anything still in flight here slipped in while the connection closed: it ends too.
+        self.fail_requests(now, conn, QueryError::PeerGone);
         self.timers.cancel_conn(conn);
-        if let Some(c) = self.conns.remove(&conn) {
-            for id in c.out_reqs.keys() {
-                self.timers.cancel(Timer::Request(conn, *id));
-            }
-        }
+        self.conns.remove(&conn);
         if dir == Direction::Inbound {
             if let Some(n) = self.inbound_per_ip.get_mut(&addr.ip()) {
                 *n -= 1;

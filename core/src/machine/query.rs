@@ -43,6 +43,9 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Err(QueryError::PeerGone);
         };
+        if c.closing {
+            return Err(QueryError::PeerGone);
+        }
         if c.out_reqs.len() >= max {
             return Err(QueryError::TooManyInFlight);
         }
