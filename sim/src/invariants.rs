@@ -17,7 +17,13 @@
 //! - **Bounded send queues**: the model's queued bytes stay within its own bound.
 //! - **Liveness**: `Checks::liveness_deadline` after the last fault healed, every pair of
 //!   nodes that list each other (both up, the dialed one reachable) is connected.
+//! - **Same tip** (chain scenarios): within `Checks::same_tip` after the last fault healed,
+//!   there is an instant at which every live node is on one tip (height and hash). Producers
+//!   keep producing, so the tip may move on afterwards; what must happen is that everybody
+//!   catches up once. Judged from the nodes' tip logs ([`first_common_tip`]) when the run
+//!   reaches the deadline (see `report::json`).
 
+use crate::model::TipChange;
 use crate::time::Micros;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -56,6 +62,16 @@ impl Violations {
         if self.first.len() < KEEP {
             self.first.push(v);
         }
+    }
+
+    /// Records a violation found after the run (the same-tip check): it takes its place among
+    /// the first ones by time, not last.
+    pub fn record_late(&mut self, v: Violation) {
+        self.total += 1;
+        *self.by_kind.entry(v.kind).or_insert(0) += 1;
+        self.first.push(v);
+        self.first.sort_by_key(|v| v.at);
+        self.first.truncate(KEEP);
     }
 }
 
@@ -100,5 +116,102 @@ impl Pair {
             reconnects: 0,
             closed_stack: Vec::new(),
         }
+    }
+}
+
+/// The first instant at or after `from` at which every log's current tip is the same (height
+/// and hash), with that tip's height. A log's current tip at `t` is its last entry at or
+/// before `t`; a log with none (or an empty list of logs) is never in agreement. Entries at the
+/// same instant are all applied before comparing.
+pub fn first_common_tip(logs: &[&[TipChange]], from: Micros) -> Option<(Micros, u64)> {
+    if logs.is_empty() {
+        return None;
+    }
+    // Each log's position: entries before `pos` have been applied.
+    let mut pos: Vec<usize> = logs
+        .iter()
+        .map(|l| l.partition_point(|c| c.at <= from))
+        .collect();
+    let current = |pos: &[usize]| -> Option<(u64, [u8; 32])> {
+        let mut tip = None;
+        for (l, &p) in logs.iter().zip(pos) {
+            let c = l.get(p.checked_sub(1)?)?;
+            match tip {
+                None => tip = Some((c.height, c.hash)),
+                Some(t) if t == (c.height, c.hash) => {}
+                Some(_) => return None,
+            }
+        }
+        tip
+    };
+    if let Some((h, _)) = current(&pos) {
+        return Some((from, h));
+    }
+    loop {
+        let next = logs
+            .iter()
+            .zip(&pos)
+            .filter_map(|(l, &p)| l.get(p).map(|c| c.at))
+            .min()?;
+        for (l, p) in logs.iter().zip(pos.iter_mut()) {
+            while l.get(*p).is_some_and(|c| c.at == next) {
+                *p += 1;
+            }
+        }
+        if let Some((h, _)) = current(&pos) {
+            return Some((next, h));
+        }
+    }
+}
+
+/// Each log's tip at `t` (its last entry at or before `t`), for reports.
+pub fn tips_at(logs: &[&[TipChange]], t: Micros) -> Vec<Option<TipChange>> {
+    logs.iter()
+        .map(|l| {
+            l.partition_point(|c| c.at <= t)
+                .checked_sub(1)
+                .map(|i| l[i])
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tc(at: Micros, height: u64, h: u8) -> TipChange {
+        TipChange {
+            at,
+            height,
+            hash: [h; 32],
+        }
+    }
+
+    #[test]
+    fn the_common_tip_is_found_at_the_instant_the_last_node_gets_there() {
+        let a = [tc(0, 10, 10)];
+        let b = [tc(0, 0, 0), tc(5, 5, 5), tc(9, 10, 10)];
+        let c = [tc(0, 0, 0), tc(7, 10, 10)];
+        assert_eq!(first_common_tip(&[&a, &b, &c], 0), Some((9, 10)));
+        // Already together at `from`.
+        assert_eq!(first_common_tip(&[&a, &b, &c], 20), Some((20, 10)));
+    }
+
+    #[test]
+    fn same_height_different_hash_is_not_one_tip_and_moving_on_together_is() {
+        let a = [tc(0, 5, 1), tc(10, 6, 3)];
+        let b = [tc(0, 5, 2), tc(10, 6, 3)];
+        assert_eq!(first_common_tip(&[&a, &b], 0), Some((10, 6)));
+        let c = [tc(0, 5, 2)];
+        assert_eq!(first_common_tip(&[&a, &c], 0), None);
+        assert_eq!(first_common_tip(&[], 0), None);
+    }
+
+    #[test]
+    fn a_log_that_starts_later_is_unknown_until_then() {
+        let a = [tc(0, 5, 5)];
+        let b = [tc(4, 5, 5)];
+        assert_eq!(first_common_tip(&[&a, &b], 0), Some((4, 5)));
+        assert_eq!(tips_at(&[&a, &b], 2), vec![Some(a[0]), None]);
     }
 }

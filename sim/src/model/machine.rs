@@ -4,16 +4,52 @@
 //!
 //! Each host has its own monotonic clock epoch (`NodeSpec::clock_offset`) and its own idea of
 //! unix time (`unix_time_at_zero`, skewed per host): the machine only ever sees its own.
+//!
+//! Chain scenarios hand every node a [`ChainSpec`](crate::scenario::ChainSpec) in its tuning:
+//! a first boot starts from that node's prefix of the prebuilt chain ([`prebuilt_store`]),
+//! producers get `Config::produce_blocks`. The model logs every tip it reaches
+//! ([`NodeModel::tip_log`]) for the same-tip check and the sync figures.
 
 use crate::model::{
-    CloseKind, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec,
+    CloseKind, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec, TipChange,
 };
 use crate::time::Micros;
 use std::net::SocketAddr;
 use timed_core::{
-    Action, Config, ConnId, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId,
-    PeerMachine, QueryId, RequestBody,
+    Action, Block, Config, ConnId, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId,
+    PeerMachine, QueryId, RequestBody, Store, Tx,
 };
+
+/// Unix time of the simulated world at virtual zero, before per-host skew: 30 days after the
+/// devnet genesis. The engine's [`UNIX_EPOCH_AT_ZERO`](crate::engine::UNIX_EPOCH_AT_ZERO)
+/// (June 2025) is older than the devnet genesis (2026-01-01), so every block built on it
+/// would be "more than 2 h in the future" to every node; the machine's clock is shifted by
+/// the difference (skews are kept). The prebuilt chains (one block a second from genesis) end
+/// well before it.
+pub fn world_unix_at_zero() -> u64 {
+    Network::Devnet.genesis().header.time + 30 * 86_400
+}
+
+/// A store holding genesis and `height` blocks of the prebuilt chain: the same blocks on every
+/// node and in every run. Blocks are one second apart from genesis; every `tx_every`-th (if
+/// not 0) carries three small transactions.
+pub fn prebuilt_store(height: u64, tx_every: u64) -> MemStore {
+    let mut store = MemStore::new(Network::Devnet);
+    let mut prev = Network::Devnet.genesis().header;
+    for h in 1..=height {
+        let txs = if tx_every > 0 && h.is_multiple_of(tx_every) {
+            (0..3)
+                .map(|k| Tx(format!("prebuilt block {h} tx {k}").into_bytes()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let b = Block::build(&prev, prev.time + 1, txs);
+        prev = b.header.clone();
+        store.push_unchecked(b);
+    }
+    store
+}
 
 /// A `PeerMachine` as a simulator node.
 #[derive(Debug)]
@@ -23,13 +59,17 @@ pub struct Machine {
     max_send_queue: usize,
     /// Counters of earlier incarnations of this node (kept across crashes with the store).
     carried: ModelCounters,
+    /// Virtual time of the input being handled (actions are drained right after it).
+    now: Micros,
+    tips: Vec<TipChange>,
 }
 
-/// What survives a crash: the store, and the counters the simulator reports.
+/// What survives a crash: the store, and the counters and tip log the simulator reports.
 #[derive(Debug)]
 pub struct Persisted {
     store: MemStore,
     counters: ModelCounters,
+    tips: Vec<TipChange>,
 }
 
 fn d(us: Micros) -> Duration {
@@ -37,7 +77,8 @@ fn d(us: Micros) -> Duration {
 }
 
 impl Machine {
-    fn at(&self, now: Micros) -> Instant {
+    fn at(&mut self, now: Micros) -> Instant {
+        self.now = now;
         Instant(now + self.offset)
     }
 
@@ -68,15 +109,33 @@ impl NodeModel for Machine {
         cfg.backoff_initial = d(t.backoff_initial);
         cfg.backoff_max = d(t.backoff_max);
         cfg.backoff_reset_after = d(t.backoff_reset_after);
+        let world_shift = world_unix_at_zero().saturating_sub(crate::engine::UNIX_EPOCH_AT_ZERO);
         cfg.unix_time_at_zero = Some(
-            spec.unix_time_at_zero
-                .saturating_sub(spec.clock_offset / 1_000_000),
+            (spec.unix_time_at_zero + world_shift).saturating_sub(spec.clock_offset / 1_000_000),
         );
+        let chain = spec.tuning.chain.as_deref();
+        if let Some(every) = chain.and_then(|c| c.produce_every(spec.index)) {
+            cfg.produce_blocks = Some(d(every));
+        }
         let max_send_queue = cfg.max_send_queue;
-        let (store, carried) = match persisted {
-            Some(p) => (p.store, p.counters),
-            None => (MemStore::new(Network::Devnet), ModelCounters::default()),
+        let (store, carried, mut tips) = match persisted {
+            Some(p) => (p.store, p.counters, p.tips),
+            None => {
+                let store = match chain {
+                    Some(c) => prebuilt_store(c.start_height(spec.index), c.tx_every),
+                    None => MemStore::new(Network::Devnet),
+                };
+                (store, ModelCounters::default(), Vec::new())
+            }
         };
+        if tips.is_empty() {
+            let Ok((height, hash)) = store.tip();
+            tips.push(TipChange {
+                at: now,
+                height,
+                hash: hash.0,
+            });
+        }
         let offset = spec.clock_offset;
         let m = PeerMachine::new(cfg, store, Instant(now + offset)).map_err(|e| e.to_string())?;
         Ok(Machine {
@@ -84,6 +143,8 @@ impl NodeModel for Machine {
             offset,
             max_send_queue,
             carried,
+            now,
+            tips,
         })
     }
 
@@ -92,6 +153,7 @@ impl NodeModel for Machine {
         Some(Persisted {
             store: self.m.into_store(),
             counters,
+            tips: self.tips,
         })
     }
 
@@ -180,10 +242,17 @@ impl NodeModel for Machine {
                     id: id.0,
                     ok: result.is_ok(),
                 },
-                NodeEvent::BlocksApplied { to, .. } => ModelEvent::Height {
-                    height: to,
-                    reorg: false,
-                },
+                NodeEvent::BlocksApplied { to, tip, .. } => {
+                    self.tips.push(TipChange {
+                        at: self.now,
+                        height: to,
+                        hash: tip.0,
+                    });
+                    ModelEvent::Height {
+                        height: to,
+                        reorg: false,
+                    }
+                }
                 NodeEvent::Reorg { to, .. } => ModelEvent::Height {
                     height: to,
                     reorg: true,
@@ -215,17 +284,23 @@ impl NodeModel for Machine {
     }
 
     fn counters(&self) -> ModelCounters {
-        let s = self.m.status();
-        let c = &s.counters;
+        let c = self.m.counters();
         ModelCounters {
-            ping_timeouts: self.carried.ping_timeouts + c.ping_timeouts,
+            // This incarnation's only: the engine tallies the ping timeouts of crashed
+            // incarnations itself (`Sim::retired_ping_timeouts`), as for models that carry
+            // nothing across a crash; carrying them too would count them twice.
+            ping_timeouts: c.ping_timeouts,
             reconnects: self.carried.reconnects + c.reconnects,
             duplicates_resolved: self.carried.duplicates_resolved + c.duplicates_resolved,
             protocol_errors: self.carried.protocol_errors + c.protocol_errors,
-            height: s.height,
+            height: self.m.height(),
             blocks_applied: self.carried.blocks_applied + c.blocks_applied,
             reorgs: self.carried.reorgs + c.reorgs,
         }
+    }
+
+    fn tip_log(&self) -> &[TipChange] {
+        &self.tips
     }
 
     fn strict() -> bool {

@@ -74,6 +74,14 @@ pub struct NodeSpec {
     pub tuning: crate::scenario::Tuning,
 }
 
+/// The node's tip moved (blocks applied, possibly after a rollback), or what it was at boot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TipChange {
+    pub at: Micros,
+    pub height: u64,
+    pub hash: [u8; 32],
+}
+
 /// Counters a model keeps that the wire cannot show.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ModelCounters {
@@ -130,6 +138,13 @@ pub trait NodeModel: Sized {
         None
     }
     fn counters(&self) -> ModelCounters;
+    /// Every tip this node has had, oldest first, across its restarts: the first entry is its
+    /// tip when it first booted. Empty for a model without a chain. The chain checks and
+    /// figures ([`invariants::first_common_tip`](crate::invariants::first_common_tip),
+    /// `sync_secs`) are computed from it.
+    fn tip_log(&self) -> &[TipChange] {
+        &[]
+    }
     /// Whether the engine should hold this model to the new design's invariants (the legacy
     /// model breaks them by design; its violations are counted, not fatal).
     fn strict() -> bool;

@@ -8,6 +8,10 @@ fn opt(v: Option<f64>, unit: &str) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+fn opt_u(v: Option<u64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:.1}%", x * 100.0))
         .unwrap_or_else(|| "-".into())
@@ -70,6 +74,22 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
         (
             "frames dropped by filters",
             s.frames_dropped_by_filters.to_string(),
+        ),
+        (
+            "height min / max",
+            format!("{} / {}", opt_u(s.height_min), opt_u(s.height_max)),
+        ),
+        (
+            "blocks applied / reorgs",
+            format!("{} / {}", opt_u(s.blocks_applied), opt_u(s.reorgs)),
+        ),
+        (
+            "all on one tip after (heal or start)",
+            match (s.sync_secs, s.sync_blocks_per_sec) {
+                (Some(t), Some(r)) => format!("{t}s ({r} blocks/s)"),
+                (Some(t), None) => format!("{t}s"),
+                _ => "-".into(),
+            },
         ),
         ("invariant violations", s.invariant_violations.to_string()),
         ("trace hash", s.trace_hash[..16].to_string()),

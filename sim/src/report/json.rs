@@ -1,10 +1,10 @@
 //! The run summary. Field names are stable: scripts and CI read them.
 
 use crate::engine::Sim;
-use crate::invariants::Violation;
+use crate::invariants::{first_common_tip, tips_at, Violation};
 use crate::metrics::median;
-use crate::model::NodeModel;
-use crate::time::{secs, HOUR};
+use crate::model::{NodeModel, TipChange};
+use crate::time::{secs, Micros, HOUR, SEC};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -62,7 +62,91 @@ pub struct Summary {
     pub height_max: Option<u64>,
     pub reorgs: Option<u64>,
     pub blocks_applied: Option<u64>,
+    /// Chain scenarios: virtual seconds from the last fault healing (the start, when there are
+    /// none) until every live node was on one tip.
     pub sync_secs: Option<f64>,
+    /// Chain scenarios: (height of that common tip − the lowest node's height when the clock
+    /// started) / `sync_secs`: how fast the slowest node's chain grew, in virtual blocks/s.
+    pub sync_blocks_per_sec: Option<f64>,
+}
+
+/// The chain check and figures of a run (see [`crate::invariants`], "Same tip").
+struct ChainOutcome {
+    sync_secs: Option<f64>,
+    blocks_per_sec: Option<f64>,
+    violation: Option<Violation>,
+}
+
+fn short(hash: &[u8; 32]) -> String {
+    hash[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn chain_outcome<M: NodeModel>(sim: &Sim<M>) -> Option<ChainOutcome> {
+    let deadline = sim.scenario.checks.same_tip?;
+    let nodes: Vec<(usize, &[TipChange])> = sim
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.alive)
+        .filter_map(|(i, n)| Some((i, n.model.as_ref()?.tip_log())))
+        .collect();
+    if nodes.is_empty() || nodes.iter().any(|(_, l)| l.is_empty()) {
+        return None; // a model without a chain
+    }
+    let logs: Vec<&[TipChange]> = nodes.iter().map(|(_, l)| *l).collect();
+    let from = sim.scenario.plan.healed_at;
+    let common = first_common_tip(&logs, from);
+    let sync_secs = common.map(|(t, _)| round(secs(t - from), 6));
+    let lowest = tips_at(&logs, from)
+        .iter()
+        .map(|t| t.map_or(0, |c| c.height))
+        .min()
+        .unwrap_or(0);
+    let blocks_per_sec = match (common, sync_secs) {
+        (Some((_, h)), Some(s)) if s > 0.0 => Some(round(h.saturating_sub(lowest) as f64 / s, 1)),
+        _ => None,
+    };
+    let due: Micros = from.saturating_add(deadline);
+    let late = common.is_none_or(|(t, _)| t > due);
+    // Judged once the run got to the deadline (a run stopped earlier by another violation
+    // was not); a run that went past it was stopped by nothing earlier than this violation.
+    let violation = (late && due <= sim.now).then(|| {
+        let tips = tips_at(&logs, due);
+        let mut distinct: Vec<(u64, [u8; 32])> = tips
+            .iter()
+            .flatten()
+            .map(|c| (c.height, c.hash))
+            .collect();
+        distinct.sort();
+        distinct.dedup();
+        let list: Vec<String> = nodes
+            .iter()
+            .zip(&tips)
+            .map(|((i, _), t)| match t {
+                Some(c) => format!("n{i} {}/{}", c.height, short(&c.hash)),
+                None => format!("n{i} -"),
+            })
+            .collect();
+        Violation {
+            at: due,
+            kind: "same_tip",
+            detail: format!(
+                "live nodes were never all on one tip within {}s after the last fault healed ({} tips at the deadline: {}){}",
+                deadline / SEC,
+                distinct.len(),
+                list.join(", "),
+                match common {
+                    Some((t, h)) => format!("; they met at height {h} only at {:.3}s", secs(t)),
+                    None => String::new(),
+                }
+            ),
+        }
+    });
+    Some(ChainOutcome {
+        sync_secs,
+        blocks_per_sec,
+        violation,
+    })
 }
 
 fn round(v: f64, digits: i32) -> f64 {
@@ -113,6 +197,11 @@ impl Summary {
             .filter(|&&(a, b)| sim.pair_lookup(a, b).is_some_and(|p| p.both > 0))
             .count();
         let model_reports_chain = M::NAME == "machine";
+        let chain = chain_outcome(sim);
+        let mut violations = sim.violations.clone();
+        if let Some(v) = chain.as_ref().and_then(|c| c.violation.clone()) {
+            violations.record_late(v);
+        }
         Summary {
             scenario: sim.scenario.name.to_string(),
             model: M::NAME.to_string(),
@@ -161,9 +250,9 @@ impl Summary {
             queries_started: sim.queries_started,
             queries_ok: sim.queries_ok,
             queries_failed: sim.queries_failed,
-            invariant_violations: sim.violations.total,
-            violations_by_kind: sim.violations.by_kind.clone(),
-            first_violations: sim.violations.first.clone(),
+            invariant_violations: violations.total,
+            violations_by_kind: violations.by_kind,
+            first_violations: violations.first,
             replay,
             stopped_early: sim.stopped_early,
             trace_hash: sim.trace_hash(),
@@ -171,7 +260,8 @@ impl Summary {
             height_max: hmax.filter(|_| model_reports_chain),
             reorgs: model_reports_chain.then_some(reorgs),
             blocks_applied: model_reports_chain.then_some(blocks),
-            sync_secs: None,
+            sync_secs: chain.as_ref().and_then(|c| c.sync_secs),
+            sync_blocks_per_sec: chain.as_ref().and_then(|c| c.blocks_per_sec),
         }
     }
 }

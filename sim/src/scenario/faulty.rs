@@ -5,7 +5,7 @@ use crate::faults::{random_plan, ChaosMix, FaultPlan};
 use crate::rng::Rng;
 use crate::time::{Micros, HOUR, MIN, MS, SEC};
 
-fn mesh_nodes(n: usize, rng: &mut Rng) -> Vec<NodeDef> {
+pub(super) fn mesh_nodes(n: usize, rng: &mut Rng) -> Vec<NodeDef> {
     let mut nodes: Vec<NodeDef> = (0..n)
         .map(|i| NodeDef {
             ip: distinct_ip(i),
@@ -22,18 +22,23 @@ fn mesh_nodes(n: usize, rng: &mut Rng) -> Vec<NodeDef> {
 
 /// Reconnect faster than the production default so the healed phase fits in a short run; the
 /// liveness deadline follows from it (worst backoff with jitter, a handshake, margin).
-fn fast_tuning() -> Tuning {
+pub(super) fn fast_tuning() -> Tuning {
     Tuning {
         backoff_max: 60 * SEC,
         ..Tuning::default()
     }
 }
 
-fn liveness_deadline(t: &Tuning) -> Micros {
+pub(super) fn liveness_deadline(t: &Tuning) -> Micros {
     t.backoff_max * 5 / 4 + t.handshake_timeout * 2 + t.probe_timeout + 30 * SEC
 }
 
-fn faulty(nodes: Vec<NodeDef>, duration: Micros, plan: FaultPlan, net: NetParams) -> Scenario {
+pub(super) fn faulty(
+    nodes: Vec<NodeDef>,
+    duration: Micros,
+    plan: FaultPlan,
+    net: NetParams,
+) -> Scenario {
     let tuning = fast_tuning();
     let checks = Checks {
         liveness_deadline: Some(liveness_deadline(&tuning)),
@@ -55,7 +60,7 @@ fn faulty(nodes: Vec<NodeDef>, duration: Micros, plan: FaultPlan, net: NetParams
 
 /// Faults run from 1 minute to `frac` of the run (at most `duration - deadline - 1m`), so the
 /// healed phase always has time for the liveness check.
-fn fault_window(duration: Micros, frac: f64) -> (Micros, Micros) {
+pub(super) fn fault_window(duration: Micros, frac: f64) -> (Micros, Micros) {
     let deadline = liveness_deadline(&fast_tuning());
     let stop = ((duration as f64 * frac) as Micros).min(duration.saturating_sub(deadline + MIN));
     (MIN.min(stop), stop)

@@ -2,9 +2,11 @@
 //! `(name, options, seed)`.
 //!
 //! A [`Scenario`] is plain data. Adding one is adding a builder in a module here and a line in
-//! [`CATALOG`]. Chain scenarios (`sync-from-zero`, `fork`, `sync-chaos`) slot in through
-//! [`ChainSpec`] (initial heights, block production) and [`Checks::same_tip`].
+//! [`CATALOG`]. Chain scenarios (`sync-from-zero`, `fork`, `sync-chaos`, in [`chain`]) set a
+//! [`ChainSpec`] (initial heights, block production) with [`Scenario::set_chain`] and the
+//! [`Checks::same_tip`] deadline.
 
+pub mod chain;
 mod faulty;
 mod seed3;
 
@@ -66,6 +68,27 @@ pub const CATALOG: &[Entry] = &[
         default_duration: 30 * crate::time::MIN,
         build: faulty::chaos,
     },
+    Entry {
+        name: "sync-from-zero",
+        about: "a producer at height 10,000 and 5 fresh nodes (height 0), fully connected: all reach its tip; reports virtual blocks/s",
+        default_nodes: 6,
+        default_duration: 5 * crate::time::MIN,
+        build: chain::sync_from_zero,
+    },
+    Entry {
+        name: "fork",
+        about: "6 nodes from a common base split in two halves for 10 min, each with a producer (10 s vs 25 s): after healing all are on the higher chain",
+        default_nodes: 6,
+        default_duration: 20 * crate::time::MIN,
+        build: chain::fork,
+    },
+    Entry {
+        name: "sync-chaos",
+        about: "chaos (partitions, clogs, kills, crashes, filters, NAT, skew) while fresh and late nodes sync 2,000 blocks from a producer; then healed: one tip",
+        default_nodes: 6,
+        default_duration: 30 * crate::time::MIN,
+        build: chain::sync_chaos,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Entry> {
@@ -100,6 +123,10 @@ pub struct Tuning {
     pub backoff_reset_after: Micros,
     /// The legacy node's constants (from its notes): ping every 30 s, 3 missed pongs.
     pub legacy: LegacyTuning,
+    /// The chain each node starts with and who produces blocks (chain scenarios). It rides in
+    /// the tuning because that is what every node is handed at boot; set it with
+    /// [`Scenario::set_chain`], which keeps [`Scenario::chain`] in step.
+    pub chain: Option<std::sync::Arc<ChainSpec>>,
 }
 
 #[derive(Clone, Debug)]
@@ -140,6 +167,7 @@ impl Default for Tuning {
                 connect_timeout: 10 * SEC,
                 reply_key: ReplyKey::PeerSocketAddr,
             },
+            chain: None,
         }
     }
 }
@@ -203,13 +231,34 @@ impl NodeDef {
     }
 }
 
-/// Chain setup, for the chain scenarios (next issue): per-node starting heights of a shared
-/// chain, and which nodes produce blocks.
+/// Chain setup of a chain scenario.
+///
+/// Every node starts with a prefix of one deterministic prebuilt chain (the same blocks on
+/// every node and in every run: empty blocks one second apart, with a few small transactions
+/// every `tx_every` blocks). Producers then extend their own tip on a timer
+/// (`Config::produce_blocks`), for the whole run.
 #[derive(Clone, Debug, Default)]
 pub struct ChainSpec {
+    /// Height of the prebuilt prefix each node holds when it first boots, by node index
+    /// (missing entries: 0, genesis only). A restarted node keeps its store instead.
     pub start_heights: Vec<u64>,
-    pub producers: Vec<usize>,
-    pub produce_every: Option<Micros>,
+    /// Every `tx_every`-th prebuilt block carries a few small transactions (0: none do).
+    pub tx_every: u64,
+    /// `(node, interval)`: the node produces a block on its tip every `interval`.
+    pub producers: Vec<(usize, Micros)>,
+}
+
+impl ChainSpec {
+    pub fn start_height(&self, node: usize) -> u64 {
+        self.start_heights.get(node).copied().unwrap_or(0)
+    }
+
+    pub fn produce_every(&self, node: usize) -> Option<Micros> {
+        self.producers
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, every)| *every)
+    }
 }
 
 /// What a run must show.
@@ -222,8 +271,10 @@ pub struct Checks {
     /// Every pair of nodes that list each other (both up) is connected at `healed_at +
     /// liveness_deadline`, if set.
     pub liveness_deadline: Option<Micros>,
-    /// Chain scenarios: every node reaches the same tip by then.
-    pub same_tip: bool,
+    /// Chain scenarios: every live node is on one tip (same height and hash) at some instant
+    /// between `healed_at` and `healed_at + same_tip`, if set (see
+    /// [`invariants::first_common_tip`](crate::invariants::first_common_tip)).
+    pub same_tip: Option<Micros>,
 }
 
 impl Default for Checks {
@@ -232,7 +283,7 @@ impl Default for Checks {
             settle_grace: 30 * SEC,
             pong_deadline: 10 * SEC,
             liveness_deadline: None,
-            same_tip: false,
+            same_tip: None,
         }
     }
 }
@@ -255,6 +306,13 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Makes this a chain scenario: every node boots with its prefix of the prebuilt chain and
+    /// the producers produce.
+    pub fn set_chain(&mut self, chain: ChainSpec) {
+        self.tuning.chain = Some(std::sync::Arc::new(chain.clone()));
+        self.chain = Some(chain);
+    }
+
     /// Index of the node listening on `addr`.
     pub fn node_at(&self, addr: SocketAddr) -> Option<usize> {
         self.nodes.iter().position(|n| n.addr() == addr)
