@@ -4,8 +4,11 @@
 //! event touched, or a deadline due now):
 //!
 //! - **At most one connection per node pair once settled.** A connection *counts* for a pair
-//!   while at least one of its ends is open and its node reports an established peer on it
-//!   (`PeerUp`/`PeerMoved`, until `PeerDown` or close). A pair is *settled* once it has
+//!   while both of its ends are open and both nodes report an established peer on it
+//!   (`PeerUp`/`PeerMoved`, until `PeerDown` or close). A half-open connection — one end
+//!   gone, the other not yet timed out — is one node's stale view, not a second connection:
+//!   counting it flagged partitions in which each node held a *different* half-open link
+//!   (sync-chaos seed 1951) although neither ever held two. A pair is *settled* once it has
 //!   counted at most one connection for `Checks::settle_grace` (30 s by default, longer than
 //!   the probe and handshake timeouts together); a pair above one for longer is a violation.
 //! - **Every ping received on a live connection is answered on that same connection** within

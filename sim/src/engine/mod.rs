@@ -1137,7 +1137,8 @@ impl<M: NodeModel> Sim<M> {
         let Some(p) = conn.pair else { return };
         let e0 = conn.ends[0].is_open() && conn.ends[0].established;
         let e1 = conn.ends[1].is_open() && conn.ends[1].established;
-        let (live, both) = (e0 || e1, e0 && e1);
+        // See invariants.rs: only a connection established at both ends counts for the pair.
+        let (live, both) = (e0 && e1, e0 && e1);
         let pair = &mut self.pairs[p as usize];
         if live != conn.live {
             conn.live = live;
