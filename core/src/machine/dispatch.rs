@@ -98,7 +98,7 @@ impl<S: Store> PeerMachine<S> {
                     detail,
                 }));
             self.actions.push_back(Action::Close { conn });
-            return self.drop_conn(now, conn, DownReason::GoodbyeReceived(g.reason), true);
+            return self.drop_conn(now, conn, DownReason::GoodbyeReceived(g.reason));
         }
         if state == ConnState::Handshaking {
             return match msg {

@@ -231,14 +231,14 @@ impl<S: Store> PeerMachine<S> {
                     Some(ConnState::Dialing)
                 ) {
                     self.counters.dial_failures += 1;
-                    self.drop_conn(now, conn, DownReason::Closed(CloseKind::Reset), false);
+                    self.drop_conn(now, conn, DownReason::Closed(CloseKind::Reset));
                 }
             }
             Input::BytesIn { conn, data } => self.on_bytes(now, conn, data),
             Input::Written { conn, bytes } => self.flush_written(conn, bytes),
             Input::Closed { conn, kind } => {
                 if self.conns.contains_key(&conn) {
-                    self.drop_conn(now, conn, DownReason::Closed(kind), false);
+                    self.drop_conn(now, conn, DownReason::Closed(kind));
                 }
             }
         }
@@ -429,7 +429,7 @@ impl<S: Store> PeerMachine<S> {
                     ConnState::Dialing => {
                         self.counters.dial_failures += 1;
                         self.actions.push_back(Action::Close { conn });
-                        self.drop_conn(now, conn, DownReason::Closed(CloseKind::Error), false);
+                        self.drop_conn(now, conn, DownReason::Closed(CloseKind::Error));
                     }
                     ConnState::Handshaking => self.close_with_goodbye(
                         now,
@@ -637,13 +637,11 @@ impl<S: Store> PeerMachine<S> {
             self.actions.push_back(Action::Send { conn, data: frame });
         }
         self.actions.push_back(Action::Close { conn });
-        self.drop_conn(now, conn, DownReason::GoodbyeSent(reason), true);
+        self.drop_conn(now, conn, DownReason::GoodbyeSent(reason));
     }
 
     /// Forgets `conn`: ends its requests, releases its caps, updates peers and dial targets.
-    /// `we_closed` is true when the machine emitted (or is emitting) `Action::Close` for it.
-    fn drop_conn(&mut self, now: Instant, conn: ConnId, reason: DownReason, we_closed: bool) {
-        let _ = we_closed;
+    fn drop_conn(&mut self, now: Instant, conn: ConnId, reason: DownReason) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
