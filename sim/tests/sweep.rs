@@ -1,12 +1,13 @@
-//! The CI sweep: 200 chaos seeds, zero violations.
+//! The CI sweeps: 200 seeds each of the fault scenarios, zero violations.
 
 use timed_sim::cli::{sweep, SeedRange};
 use timed_sim::RunSpec;
 
-#[test]
-fn two_hundred_chaos_seeds_break_no_invariant() {
+/// Sweeps seeds `0..200` of `scenario` and fails listing every failing seed with its replay
+/// command.
+fn assert_200_seeds_clean(scenario: &str) {
     let base = RunSpec {
-        scenario: "chaos".into(),
+        scenario: scenario.into(),
         model: "machine".into(),
         seed: 0,
         nodes: None,
@@ -16,7 +17,7 @@ fn two_hundred_chaos_seeds_break_no_invariant() {
         .map(|n| n.get())
         .unwrap_or(2);
     let results = sweep(&base, SeedRange { start: 0, end: 200 }, jobs, |_, _| {})
-        .expect("the chaos scenario exists");
+        .unwrap_or_else(|e| panic!("the {scenario} scenario exists: {e}"));
     assert_eq!(results.len(), 200);
     let failing: Vec<String> = results
         .iter()
@@ -36,4 +37,14 @@ fn two_hundred_chaos_seeds_break_no_invariant() {
         failing.len(),
         failing.join("\n")
     );
+}
+
+#[test]
+fn two_hundred_chaos_seeds_break_no_invariant() {
+    assert_200_seeds_clean("chaos");
+}
+
+#[test]
+fn two_hundred_sync_chaos_seeds_all_reach_one_tip() {
+    assert_200_seeds_clean("sync-chaos");
 }
