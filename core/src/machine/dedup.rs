@@ -77,9 +77,8 @@ impl<S: Store> PeerMachine<S> {
         let (dir, addr) = (c.dir, c.addr);
         self.peers.insert(node, conn);
         self.timers.cancel(Timer::Handshake(conn));
-        self.timers
-            .set(Timer::Idle(conn), now + self.cfg.ping_timeout);
-        // First ping right away: it measures RTT without waiting a whole interval.
+        // First ping right away: it measures RTT without waiting a whole interval. It also
+        // arms the ping tick, which keeps the idle check (see `arm_idle_check`).
         self.send_ping(now, conn);
         if dir == Direction::Outbound {
             self.target_reached(addr, node);

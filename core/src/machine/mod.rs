@@ -2,6 +2,7 @@
 //! address book.
 
 mod ban;
+mod book;
 mod conn;
 mod dedup;
 mod dial;
@@ -486,6 +487,23 @@ impl<S: Store> PeerMachine<S> {
         self.send_msg(conn, &Message::Ping { nonce });
         self.timers
             .set(Timer::Ping(conn), now + self.cfg.ping_interval);
+        self.arm_idle_check(conn);
+    }
+
+    /// Arms the idle check of `conn` only if it comes due before the next ping; otherwise the
+    /// ping tick looks again. A peer that keeps sending (every healthy one answers our pings
+    /// and pings us) so never has an idle timer at all, yet a silent one is still dropped at
+    /// exactly `last frame + ping_timeout`: each tick arms the check once the deadline falls
+    /// within the next interval.
+    fn arm_idle_check(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let deadline = c.last_recv + self.cfg.ping_timeout;
+        match self.timers.get(Timer::Ping(conn)) {
+            Some(next_ping) if deadline > next_ping => self.timers.cancel(Timer::Idle(conn)),
+            _ => self.timers.set(Timer::Idle(conn), deadline),
+        }
     }
 
     fn next_nonce(&mut self) -> u64 {
@@ -513,7 +531,7 @@ impl<S: Store> PeerMachine<S> {
                 "no frame within the ping timeout",
             );
         } else {
-            self.timers.set(Timer::Idle(conn), deadline);
+            self.arm_idle_check(conn);
         }
     }
 

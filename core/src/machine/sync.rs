@@ -4,7 +4,9 @@
 //! There is no "syncing" flag. Whether we sync is derived from the best heights peers
 //! reported and the range requests in flight, so there is nothing that can get stuck: if a
 //! peer is ahead, the next tick asks for the next range; if it stalls, the request times out
-//! and another peer gets the range.
+//! and another peer gets the range. The tick runs only while there is sync work (a peer
+//! ahead, ranges out, blocks waiting, a fork being resolved): a node in step with its peers
+//! has no periodic chain work at all, which is what lets the simulator run 10 000 of them.
 
 use super::io::{Action, Direction, Misbehaviour, NodeEvent, QueryError, TxError};
 use super::query::Origin;
@@ -20,7 +22,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-/// How often sync progress and stalls are checked.
+/// How often sync progress and stalls are checked while there is sync work.
 const SYNC_TICK: Duration = Duration::from_secs(1);
 /// A peer whose range request timed out is not asked again for this long.
 const STALL_PENALTY: Duration = Duration::from_secs(60);
@@ -86,7 +88,7 @@ pub(crate) struct ChainState {
     seen_txs: Seen<TxId>,
     mempool: BTreeMap<TxId, Tx>,
     mempool_order: VecDeque<TxId>,
-    book: BTreeMap<PeerAddr, AddrEntry>,
+    book: super::book::Book,
     /// Which node a listening address belongs to, when known: keeps peer exchange from
     /// dialing peers we already have.
     addr_node: BTreeMap<SocketAddr, NodeId>,
@@ -150,12 +152,11 @@ impl<S: Store> PeerMachine<S> {
         match self.store.addrs() {
             Ok(list) => {
                 for e in list.into_iter().take(self.cfg.addr_book_max) {
-                    self.chain.book.insert(e.addr, e);
+                    self.chain.book.put(e);
                 }
             }
             Err(e) => return self.fatal(now, format!("reading the address book: {e}")),
         }
-        self.timers.set(Timer::Sync, now + SYNC_TICK);
         self.timers
             .set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
         if let Some(every) = self.cfg.produce_blocks {
@@ -474,11 +475,40 @@ impl<S: Store> PeerMachine<S> {
     pub(crate) fn sync_tick(&mut self, now: Instant) {
         self.chain.stalled_until.retain(|_, until| *until > now);
         self.drive_sync(now);
-        self.timers.set(Timer::Sync, now + SYNC_TICK);
     }
 
-    /// Asks peers ahead of us for the next ranges, up to `sync_parallel` in flight.
+    /// Whether sync has anything left to do: a peer ahead of us, ranges requested or
+    /// received ahead of the tip, or a fork being resolved.
+    fn sync_busy(&self) -> bool {
+        self.sync_target().is_some()
+            || !self.chain.in_flight.is_empty()
+            || !self.chain.pending.is_empty()
+            || self.chain.fork.is_some()
+    }
+
+    /// Keeps the sync tick armed exactly while there is sync work. The tick is the safety
+    /// net behind the event-driven calls to [`drive_sync`](Self::drive_sync): it retries
+    /// peers whose stall penalty ran out. An armed tick keeps its deadline (re-arming on every
+    /// call would postpone it forever while responses keep arriving).
+    fn arm_sync_tick(&mut self, now: Instant) {
+        if !self.stopped && self.sync_busy() {
+            if self.timers.get(Timer::Sync).is_none() {
+                self.timers.set(Timer::Sync, now + SYNC_TICK);
+            }
+        } else {
+            self.timers.cancel(Timer::Sync);
+            self.chain.stalled_until.retain(|_, until| *until > now);
+        }
+    }
+
+    /// Asks peers ahead of us for the next ranges, up to `sync_parallel` in flight, and
+    /// keeps the sync tick armed while anything is left.
     fn drive_sync(&mut self, now: Instant) {
+        self.request_ranges(now);
+        self.arm_sync_tick(now);
+    }
+
+    fn request_ranges(&mut self, now: Instant) {
         if self.stopped || self.chain.fork.is_some() {
             return;
         }
@@ -626,6 +656,7 @@ impl<S: Store> PeerMachine<S> {
             let block = last.clone();
             self.gossip(Message::BlockAnnounce(block), source);
         }
+        self.arm_sync_tick(now);
     }
 
     // ---- forks ----------------------------------------------------------------------------
@@ -917,22 +948,29 @@ impl<S: Store> PeerMachine<S> {
     pub(crate) fn peer_exchange_tick(&mut self, now: Instant) {
         self.timers
             .set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
-        let conns: Vec<ConnId> = self.peers.values().copied().collect();
-        for conn in conns {
-            let _ = self.send_request(
-                now,
-                conn,
-                Origin::Chain(ChainReq::Peers),
-                RequestBody::Peers,
-                None,
-            );
-            let _ = self.send_request(
-                now,
-                conn,
-                Origin::Chain(ChainReq::Tip),
-                RequestBody::Tip,
-                None,
-            );
+        // One peer per interval, picked at random: every peer already told us its tip in its
+        // `Hello` and announces new blocks, and every new peer is asked for addresses when it
+        // comes up, so this poll is only the safety net for lost announcements and a stale
+        // book. Polling every peer each time cost O(peers²) messages across the network for
+        // no added information.
+        if !self.peers.is_empty() {
+            let pick = (self.rng.next_u64() % self.peers.len() as u64) as usize;
+            if let Some(&conn) = self.peers.values().nth(pick) {
+                let _ = self.send_request(
+                    now,
+                    conn,
+                    Origin::Chain(ChainReq::Peers),
+                    RequestBody::Peers,
+                    None,
+                );
+                let _ = self.send_request(
+                    now,
+                    conn,
+                    Origin::Chain(ChainReq::Tip),
+                    RequestBody::Tip,
+                    None,
+                );
+            }
         }
         self.top_up_outbound(now);
     }
@@ -951,38 +989,27 @@ impl<S: Store> PeerMachine<S> {
             self.chain.addr_node.insert(addr, n);
         }
         let key = PeerAddr::from(addr);
-        if !self.chain.book.contains_key(&key) && self.chain.book.len() >= self.cfg.addr_book_max {
-            let worst = self
-                .chain
-                .book
-                .values()
-                .max_by_key(|e| (e.failures, e.last_seen.is_none()))
-                .map(|e| e.addr);
-            match worst {
-                Some(w) if !seen => {
-                    // A hearsay address does not evict a known one unless that one is failing.
-                    if self.chain.book.get(&w).is_some_and(|e| e.failures == 0) {
-                        return;
-                    }
-                    self.evict_addr(w);
-                }
+        let before = self.chain.book.get(&key).copied();
+        if before.is_none() && self.chain.book.len() >= self.cfg.addr_book_max {
+            // A hearsay address does not evict a known one unless that one is failing.
+            if !seen && !self.chain.book.any_failing() {
+                return;
+            }
+            match self.chain.book.worst().map(|e| e.addr) {
                 Some(w) => self.evict_addr(w),
                 None => return,
             }
         }
-        let now_us = self.now.as_micros();
-        let fresh = AddrEntry {
+        let mut entry = before.unwrap_or(AddrEntry {
             addr: key,
             failures: 0,
             last_seen: None,
-        };
-        let before = self.chain.book.get(&key).copied();
-        let e = self.chain.book.entry(key).or_insert(fresh);
+        });
         if seen {
-            e.failures = 0;
-            e.last_seen = Some(now_us);
+            entry.failures = 0;
+            entry.last_seen = Some(self.now.as_micros());
         }
-        let entry = *e;
+        self.chain.book.put(entry);
         // Hearsay about an address we already know changes nothing: spare the store a write
         // (with LMDB, a transaction) for every address in every `Peers` response.
         if before == Some(entry) {
@@ -1014,14 +1041,14 @@ impl<S: Store> PeerMachine<S> {
             return;
         }
         let key = PeerAddr::from(addr);
-        let Some(e) = self.chain.book.get_mut(&key) else {
+        let Some(mut entry) = self.chain.book.get(&key).copied() else {
             return;
         };
-        e.failures = e.failures.saturating_add(1);
-        if e.failures >= MAX_ADDR_FAILURES {
+        entry.failures = entry.failures.saturating_add(1);
+        if entry.failures >= MAX_ADDR_FAILURES {
             self.evict_addr(key);
         } else {
-            let entry = *e;
+            self.chain.book.put(entry);
             if let Err(err) = self.store.put_addr(entry) {
                 let now = self.now;
                 self.fatal(now, format!("writing the address book: {err}"));
