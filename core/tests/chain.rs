@@ -252,6 +252,55 @@ fn a_peer_that_stalls_mid_sync_times_out_and_another_peer_finishes_the_job() {
     );
 }
 
+/// The sync tick is armed only while there is sync work, so it must still be there when the
+/// only peer ahead stalled: nothing else will happen (no blocks, no announcements), and the
+/// node must ask again once the stall penalty is over.
+#[test]
+fn a_node_whose_only_peer_stalled_asks_it_again_after_the_penalty_without_any_new_event() {
+    let mut net = Switchboard::new();
+    let source = add_with(
+        &mut net,
+        config(1, "127.0.0.1:7000", &[]),
+        chain_of(300),
+        "127.0.0.1:7000",
+    );
+    let fresh = add_with(
+        &mut net,
+        config(2, "127.0.0.1:7001", &["127.0.0.1:7000"]),
+        MemStore::new(Network::Devnet),
+        "127.0.0.1:7001",
+    );
+    // Blocks responses are lost for the first 30 s: the first range request times out.
+    let started = net.now();
+    let stall_for = secs(30);
+    let clock = std::rc::Rc::new(std::cell::Cell::new(started));
+    let seen = clock.clone();
+    net.set_filter(Box::new(move |from, _to, m| {
+        from == source
+            && seen.get() < started + stall_for
+            && matches!(
+                m,
+                Message::Response {
+                    body: ResponseBody::Blocks(_),
+                    ..
+                }
+            )
+    }));
+    while net.now() < started + stall_for {
+        net.run_for(secs(1));
+        clock.set(net.now());
+    }
+    clock.set(net.now());
+    assert_eq!(
+        tip(&mut net, fresh).0,
+        0,
+        "nothing arrived during the stall"
+    );
+    // No new block, no announcement: only the tick can restart the sync.
+    net.run_for(secs(120));
+    assert_eq!(tip(&mut net, fresh), tip(&mut net, source));
+}
+
 #[test]
 fn announcements_of_blocks_we_already_have_change_nothing() {
     let mut net = Switchboard::new();

@@ -222,6 +222,51 @@ fn a_healthy_pair_stays_connected_for_24_virtual_hours_with_every_ping_answered(
     }
 }
 
+/// "No per-tick work" (issue 4, item 9): a node in step with its peers wakes for its pings
+/// and the occasional peer exchange, nothing else. A 1 s sync tick or an idle check per
+/// connection per timeout would multiply its wake-ups (and a 10 000-node simulation's events).
+#[test]
+fn a_node_in_step_with_its_peers_wakes_only_to_ping_them() {
+    let mut net = Switchboard::new();
+    let a = add(
+        &mut net,
+        1,
+        "127.0.0.1:7000",
+        &["127.0.0.1:7001", "127.0.0.1:7002"],
+    );
+    let _b = add(&mut net, 2, "127.0.0.1:7001", &["127.0.0.1:7002"]);
+    let _c = add(&mut net, 3, "127.0.0.1:7002", &[]);
+    net.run_for(secs(60));
+    assert_eq!(peer_ids(&mut net, a).len(), 2);
+    let pings_before = net.machine(a).status().counters.pings_sent;
+
+    let window = secs(600);
+    let until = net.now() + window;
+    let mut wakeups = 0u64;
+    for _ in 0..100_000 {
+        let Some(t) = net.next_deadline().filter(|t| *t <= until) else {
+            break;
+        };
+        if net.machine(a).poll_timeout() == Some(t) {
+            wakeups += 1;
+        }
+        net.run_until(t);
+    }
+    net.run_until(until);
+    let pings = net.machine(a).status().counters.pings_sent - pings_before;
+    let interval = net.machine(a).config().ping_interval;
+    let exchange = net.machine(a).config().peer_exchange_interval;
+    // Two connections, one ping each per interval.
+    let expected_pings = 2 * (window.as_micros() / interval.as_micros());
+    assert_eq!(pings, expected_pings);
+    let budget = expected_pings + window.as_micros() / exchange.as_micros() + 1;
+    assert!(
+        wakeups <= budget,
+        "{wakeups} timer wake-ups in {}s for {pings} pings (budget {budget})",
+        window.as_micros() / 1_000_000
+    );
+}
+
 #[test]
 fn a_peer_that_stops_answering_is_dropped_at_exactly_the_ping_timeout_then_redialed_with_growing_backoff(
 ) {
