@@ -1,10 +1,10 @@
 //! The simulator's speed target (issue 4, item 9): 50 nodes fully meshed for one virtual hour.
 //!
 //! `machine` runs the `PeerMachine` model, `legacy_baseline` the model of the old node on the
-//! same topology, seed and duration in the same run: the legacy model is a few hundred lines
-//! with no framing, dedup or chain layer, so it is close to the engine's own floor for this
-//! workload. Each prints its event count once before measuring, so a figure can be read as
-//! time per event as well as per run.
+//! same topology, seed and duration in the same run. The legacy model has no framing, dedup
+//! or chain layer, but it reconnects all the time (that is the bug it models), so its event
+//! mix differs: each prints its event count once before measuring, and the figures are
+//! compared per event as well as per run.
 //!
 //! Run: `cargo bench -p timed-sim --bench mesh`. The 10 000-node figure is one long run and is
 //! measured with the CLI instead (see BENCHMARKS.md).
