@@ -4,6 +4,7 @@
 mod ban;
 mod book;
 mod conn;
+mod conn_map;
 mod dedup;
 mod dial;
 mod dispatch;
@@ -27,11 +28,13 @@ use crate::rng::Rng;
 use crate::store::Store;
 use crate::time::Instant;
 use crate::wire::{Goodbye, GoodbyeReason, Message, RequestBody};
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use ban::Bans;
 use conn::{Conn, ConnState, Frame};
+use conn_map::ConnMap;
 use core::net::{IpAddr, SocketAddr};
 use dial::Target;
 use sync::ChainState;
@@ -128,7 +131,9 @@ pub struct PeerMachine<S: Store> {
     genesis: BlockHash,
     next_conn: u64,
     next_query: u64,
-    conns: BTreeMap<ConnId, Conn>,
+    /// Boxed: a `Conn` is large, and closing one shifts every later entry down (see
+    /// `ConnMap`); moving pointers instead of whole connections keeps that cheap.
+    conns: ConnMap<Box<Conn>>,
     /// Established peers and the one connection each.
     peers: BTreeMap<NodeId, ConnId>,
     /// Peers whose connection was closed as a duplicate while another, not yet identified,
@@ -174,7 +179,7 @@ impl<S: Store> PeerMachine<S> {
             genesis,
             next_conn: 1,
             next_query: 1,
-            conns: BTreeMap::new(),
+            conns: ConnMap::new(),
             peers: BTreeMap::new(),
             limbo: BTreeMap::new(),
             seen_peers: BTreeSet::new(),
@@ -401,8 +406,10 @@ impl<S: Store> PeerMachine<S> {
     ) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.conns
-            .insert(id, Conn::new(dir, addr, state, now, self.cfg.max_frame));
+        self.conns.insert(
+            id,
+            Box::new(Conn::new(dir, addr, state, now, self.cfg.max_frame)),
+        );
         self.timers
             .set(Timer::Handshake(id), now + self.cfg.handshake_timeout);
         id
