@@ -480,16 +480,20 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn send_ping(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.state != ConnState::Established {
             return;
         }
-        let nonce = self.next_nonce();
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.record_ping(nonce, now);
-        }
+        let nonce = loop {
+            // `next_nonce`, inlined to keep the borrow of `c`: nonce 0 is never sent.
+            let n = self.rng.next_u64();
+            if n != 0 {
+                break n;
+            }
+        };
+        c.record_ping(nonce, now);
         self.counters.pings_sent += 1;
         self.send_msg(conn, &Message::Ping { nonce });
         self.timers
@@ -544,6 +548,11 @@ impl<S: Store> PeerMachine<S> {
 
     /// Queues one message for `conn`. Control messages go ahead of queued bulk ones.
     fn send_msg(&mut self, conn: ConnId, msg: &Message) {
+        if let Message::Ping { .. } | Message::Pong { .. } = msg {
+            // The hot path: encoded straight into a buffer of its own (a few bytes), with no
+            // detour through `enc`.
+            return self.send_control(conn, msg.to_frame());
+        }
         let kind = msg.kind();
         let is_response = matches!(msg, Message::Response { .. });
         let frame = self.encode(msg);
@@ -567,9 +576,23 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn send_control(&mut self, conn: ConnId, frame: Vec<u8>) {
+        let window = self.cfg.transport_window;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.control.is_empty()
+            && c.bulk.is_empty()
+            && c.in_transport < window
+            && c.state != ConnState::Dialing
+        {
+            // Nothing queued ahead and room in the window: queueing the frame and flushing
+            // would hand exactly this frame to the transport at once, so skip the queue.
+            c.in_transport += frame.len();
+            self.counters.frames_out += 1;
+            self.counters.bytes_out += frame.len() as u64;
+            self.actions.push_back(Action::Send { conn, data: frame });
+            return self.check_send_queue(conn);
+        }
         c.queued += frame.len();
         c.control.push_back(frame);
         self.flush(conn);
@@ -598,13 +621,20 @@ impl<S: Store> PeerMachine<S> {
     /// connection lookup for both.
     fn flush_written(&mut self, conn: ConnId, written: usize) {
         let window = self.cfg.transport_window;
-        let max_queue = self.cfg.max_send_queue;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         c.in_transport = c.in_transport.saturating_sub(written);
         if c.state == ConnState::Dialing {
             return;
+        }
+        if c.control.is_empty() && c.bulk.is_empty() && !c.read_paused {
+            // Nothing queued and reading not paused (the usual `Written`): nothing to hand
+            // over, and while the bytes in the transport (all that counts with an empty
+            // queue) stay within half the bound, nothing for `check_send_queue` to do.
+            if c.in_transport <= self.cfg.max_send_queue / 2 {
+                return;
+            }
         }
         while c.in_transport < window {
             let bytes = if let Some(b) = c.control.pop_front() {
@@ -623,6 +653,16 @@ impl<S: Store> PeerMachine<S> {
             self.counters.bytes_out += bytes.len() as u64;
             self.actions.push_back(Action::Send { conn, data: bytes });
         }
+        self.check_send_queue(conn);
+    }
+
+    /// Enforces the send queue bound and read backpressure on `conn` after its queue or
+    /// window changed.
+    fn check_send_queue(&mut self, conn: ConnId) {
+        let max_queue = self.cfg.max_send_queue;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let unsent = c.unsent_bytes();
         if unsent > max_queue {
             self.close_with_goodbye(
