@@ -75,18 +75,18 @@ impl FrameDecoder {
     /// boundaries) and copies only a trailing partial frame in, with [`push`](Self::push).
     /// Same answers, limit check included, as pushing `input` and calling
     /// [`next_frame`](Self::next_frame).
-    pub(crate) fn split<'d>(
-        &self,
-        input: &'d [u8],
-    ) -> Result<Option<(&'d [u8], &'d [u8])>, FrameError> {
+    pub(crate) fn split<'d>(&self, input: &'d [u8]) -> Result<Option<Split<'d>>, FrameError> {
         debug_assert_eq!(self.buffered(), 0);
         split_frame(input, self.max_frame)
     }
 }
 
+/// A whole frame's payload, and the bytes after it.
+pub(crate) type Split<'d> = (&'d [u8], &'d [u8]);
+
 /// The first whole frame in `avail`: `(payload, rest)`.
 #[inline]
-fn split_frame(avail: &[u8], max_frame: u32) -> Result<Option<(&[u8], &[u8])>, FrameError> {
+fn split_frame(avail: &[u8], max_frame: u32) -> Result<Option<Split<'_>>, FrameError> {
     let Some(header) = avail.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
