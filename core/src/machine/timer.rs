@@ -71,9 +71,10 @@ pub(crate) struct TimerTable {
     conn_armed: usize,
     /// Other timers armed.
     other_armed: usize,
-    /// The deadline at the top of `other_heap`, kept beside the table: the driver asks for
-    /// the next deadline after every call, and reading it from here spares a cache miss on
-    /// a heap that hardly ever changes.
+    /// The deadlines at the tops of the two heaps, kept beside the table: the driver asks
+    /// for the next deadline after every call, and reading them from here spares a cache
+    /// miss on each heap's storage.
+    conn_next: Option<Instant>,
     other_next: Option<Instant>,
     /// Generation of the last arming; makes every heap entry unique. Never 0.
     gen: u64,
@@ -187,6 +188,7 @@ impl TimerTable {
                         gen: old.1,
                     });
                 }
+                self.conn_changed();
             }
             None => {
                 let old = match self.other.entry(timer) {
@@ -234,6 +236,7 @@ impl TimerTable {
                         conn,
                         gen,
                     });
+                    self.conn_changed();
                 }
             }
             None => {
@@ -251,8 +254,7 @@ impl TimerTable {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let c = self.conn_heap.peek().map(|Reverse(e)| e.at);
-        match (c, self.other_next) {
+        match (self.conn_next, self.other_next) {
             (Some(c), Some(o)) => Some(c.min(o)),
             (c, o) => c.or(o),
         }
@@ -274,6 +276,7 @@ impl TimerTable {
                 }
                 self.conn_armed -= 1;
                 self.drop_stale_conn_top();
+                self.conn_changed();
                 Some(conn_timer(top.conn, top.slot as usize))
             }
             _ => {
@@ -307,6 +310,7 @@ impl TimerTable {
                 });
             }
         }
+        self.conn_changed();
     }
 
     pub fn len(&self) -> usize {
@@ -368,6 +372,10 @@ impl TimerTable {
                 .collect();
             self.other_heap = BinaryHeap::from(live);
         }
+    }
+
+    fn conn_changed(&mut self) {
+        self.conn_next = self.conn_heap.peek().map(|Reverse(e)| e.at);
     }
 
     fn other_changed(&mut self) {
