@@ -25,31 +25,57 @@ impl<S: Store> PeerMachine<S> {
         let Some(mut decoder) = c.decoder.take() else {
             return;
         };
-        decoder.push(data);
+        let mut rest = data;
+        if decoder.buffered() == 0 {
+            // Nothing carried over from an earlier read: whole frames are read in place, and
+            // only a trailing partial one is copied into the decoder below.
+            loop {
+                match decoder.split(rest) {
+                    Ok(Some((payload, tail))) => {
+                        rest = tail;
+                        if !self.on_frame(now, conn, payload) {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return self.frame_error(now, conn, e),
+                }
+            }
+        }
+        decoder.push(rest);
         loop {
             match decoder.next_frame() {
                 Ok(Some(payload)) => {
-                    // Only a whole frame proves the peer alive: a trickle of bytes that never
-                    // completes one (slowloris, or a desynchronised stream) must not.
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.last_recv = now;
-                    }
-                    self.counters.frames_in += 1;
-                    self.on_payload(now, conn, payload);
-                    if !self.conns.contains_key(&conn) {
+                    if !self.on_frame(now, conn, payload) {
                         return;
                     }
                 }
                 Ok(None) => break,
-                Err(FrameError::TooLarge { declared, max }) => {
-                    let detail = format!("frame of {declared} bytes exceeds the {max}-byte limit");
-                    return self.misbehave(now, conn, Misbehaviour::Protocol, &detail);
-                }
+                Err(e) => return self.frame_error(now, conn, e),
             }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.decoder = Some(decoder);
         }
+    }
+
+    /// One whole frame from `conn`. Returns whether the connection is still there to read
+    /// more from.
+    fn on_frame(&mut self, now: Instant, conn: ConnId, payload: &[u8]) -> bool {
+        // Only a whole frame proves the peer alive: a trickle of bytes that never completes
+        // one (slowloris, or a desynchronised stream) must not.
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_recv = now;
+        }
+        self.counters.frames_in += 1;
+        self.on_payload(now, conn, payload);
+        self.conns.contains_key(&conn)
+    }
+
+    fn frame_error(&mut self, now: Instant, conn: ConnId, e: FrameError) {
+        let FrameError::TooLarge { declared, max } = e;
+        let detail = format!("frame of {declared} bytes exceeds the {max}-byte limit");
+        self.misbehave(now, conn, Misbehaviour::Protocol, &detail);
     }
 
     fn on_payload(&mut self, now: Instant, conn: ConnId, payload: &[u8]) {

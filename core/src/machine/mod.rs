@@ -4,6 +4,7 @@
 mod ban;
 mod book;
 mod conn;
+mod conn_map;
 mod dedup;
 mod dial;
 mod dispatch;
@@ -25,13 +26,15 @@ use crate::config::{Config, ConfigError};
 use crate::id::{ConnId, NodeId, QueryId};
 use crate::rng::Rng;
 use crate::store::Store;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{Goodbye, GoodbyeReason, Message, RequestBody};
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use ban::Bans;
 use conn::{Conn, ConnState, Frame};
+use conn_map::ConnMap;
 use core::net::{IpAddr, SocketAddr};
 use dial::Target;
 use sync::ChainState;
@@ -120,15 +123,33 @@ use timer::{Timer, TimerTable};
 ///
 /// [`handle`]: Self::handle
 #[derive(Debug)]
+// Laid out by hand, what every frame touches first: the simulator runs dozens of machines in
+// turn, so each call starts with a cold cache and pays per cache line it touches.
+#[repr(C)]
 pub struct PeerMachine<S: Store> {
+    // ---- hot: read or written on every frame, `Written` and ping tick ----
+    /// Boxed: a `Conn` is large, and closing one shifts every later entry down (see
+    /// `ConnMap`); moving pointers instead of whole connections keeps that cheap.
+    conns: ConnMap<Box<Conn>>,
+    /// The `now` of the call being handled, for the few helpers that need time but are
+    /// reached from deep inside other helpers (send-queue overflow).
+    now: Instant,
+    actions: VecDeque<Action>,
+    rng: Rng,
+    timers: TimerTable,
+    /// Copies of the `Config` values the per-frame paths read (the config never changes
+    /// after `new`), kept here so those paths do not touch the large `Config`.
+    hot: HotConfig,
+    stopped: bool,
+    counters: Counters,
+
+    // ---- the rest ----
     cfg: Config,
     store: S,
-    rng: Rng,
     boot: u64,
     genesis: BlockHash,
     next_conn: u64,
     next_query: u64,
-    conns: BTreeMap<ConnId, Conn>,
     /// Established peers and the one connection each.
     peers: BTreeMap<NodeId, ConnId>,
     /// Peers whose connection was closed as a duplicate while another, not yet identified,
@@ -141,17 +162,30 @@ pub struct PeerMachine<S: Store> {
     /// Addresses that turned out to be ourselves: never dialed again.
     never_dial: BTreeSet<SocketAddr>,
     bans: Bans,
-    timers: TimerTable,
-    actions: VecDeque<Action>,
-    counters: Counters,
     chain: ChainState,
-    stopped: bool,
-    /// The `now` of the call being handled, for the few helpers that need time but are
-    /// reached from deep inside other helpers (send-queue overflow).
-    now: Instant,
     /// Scratch buffer frames are encoded into before being copied out at their exact size
     /// (one allocation per frame, no regrowth while serializing).
     enc: Vec<u8>,
+}
+
+/// The `Config` values read on the per-frame paths.
+#[derive(Debug, Clone, Copy)]
+struct HotConfig {
+    transport_window: usize,
+    max_send_queue: usize,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+}
+
+impl HotConfig {
+    fn new(cfg: &Config) -> Self {
+        HotConfig {
+            transport_window: cfg.transport_window,
+            max_send_queue: cfg.max_send_queue,
+            ping_interval: cfg.ping_interval,
+            ping_timeout: cfg.ping_timeout,
+        }
+    }
 }
 
 /// Bound on `seen_peers`; past it, reconnect counting forgets the oldest-keyed entries.
@@ -165,6 +199,7 @@ impl<S: Store> PeerMachine<S> {
         let boot = rng.next_u64();
         let genesis = config.network.genesis_hash();
         let mut m = PeerMachine {
+            hot: HotConfig::new(&config),
             bans: Bans::default(),
             chain: ChainState::default(),
             cfg: config,
@@ -174,7 +209,7 @@ impl<S: Store> PeerMachine<S> {
             genesis,
             next_conn: 1,
             next_query: 1,
-            conns: BTreeMap::new(),
+            conns: ConnMap::new(),
             peers: BTreeMap::new(),
             limbo: BTreeMap::new(),
             seen_peers: BTreeSet::new(),
@@ -401,8 +436,10 @@ impl<S: Store> PeerMachine<S> {
     ) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.conns
-            .insert(id, Conn::new(dir, addr, state, now, self.cfg.max_frame));
+        self.conns.insert(
+            id,
+            Box::new(Conn::new(dir, addr, state, now, self.cfg.max_frame)),
+        );
         self.timers
             .set(Timer::Handshake(id), now + self.cfg.handshake_timeout);
         id
@@ -473,20 +510,24 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn send_ping(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.state != ConnState::Established {
             return;
         }
-        let nonce = self.next_nonce();
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.record_ping(nonce, now);
-        }
+        let nonce = loop {
+            // `next_nonce`, inlined to keep the borrow of `c`: nonce 0 is never sent.
+            let n = self.rng.next_u64();
+            if n != 0 {
+                break n;
+            }
+        };
+        c.record_ping(nonce, now);
         self.counters.pings_sent += 1;
         self.send_msg(conn, &Message::Ping { nonce });
         self.timers
-            .set(Timer::Ping(conn), now + self.cfg.ping_interval);
+            .set(Timer::Ping(conn), now + self.hot.ping_interval);
         self.arm_idle_check(conn);
     }
 
@@ -499,7 +540,7 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let deadline = c.last_recv + self.cfg.ping_timeout;
+        let deadline = c.last_recv + self.hot.ping_timeout;
         match self.timers.get(Timer::Ping(conn)) {
             Some(next_ping) if deadline > next_ping => self.timers.cancel(Timer::Idle(conn)),
             _ => self.timers.set(Timer::Idle(conn), deadline),
@@ -521,7 +562,7 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let deadline = c.last_recv + self.cfg.ping_timeout;
+        let deadline = c.last_recv + self.hot.ping_timeout;
         if now >= deadline {
             self.counters.ping_timeouts += 1;
             self.close_with_goodbye(
@@ -537,6 +578,11 @@ impl<S: Store> PeerMachine<S> {
 
     /// Queues one message for `conn`. Control messages go ahead of queued bulk ones.
     fn send_msg(&mut self, conn: ConnId, msg: &Message) {
+        if let Message::Ping { .. } | Message::Pong { .. } = msg {
+            // The hot path: encoded straight into a buffer of its own (a few bytes), with no
+            // detour through `enc`.
+            return self.send_control(conn, msg.to_frame());
+        }
         let kind = msg.kind();
         let is_response = matches!(msg, Message::Response { .. });
         let frame = self.encode(msg);
@@ -560,9 +606,23 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn send_control(&mut self, conn: ConnId, frame: Vec<u8>) {
+        let window = self.hot.transport_window;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.control.is_empty()
+            && c.bulk.is_empty()
+            && c.in_transport < window
+            && c.state != ConnState::Dialing
+        {
+            // Nothing queued ahead and room in the window: queueing the frame and flushing
+            // would hand exactly this frame to the transport at once, so skip the queue.
+            c.in_transport += frame.len();
+            self.counters.frames_out += 1;
+            self.counters.bytes_out += frame.len() as u64;
+            self.actions.push_back(Action::Send { conn, data: frame });
+            return self.check_send_queue(conn);
+        }
         c.queued += frame.len();
         c.control.push_back(frame);
         self.flush(conn);
@@ -590,14 +650,21 @@ impl<S: Store> PeerMachine<S> {
     /// [`flush`](Self::flush) after the transport reported `written` bytes gone, with one
     /// connection lookup for both.
     fn flush_written(&mut self, conn: ConnId, written: usize) {
-        let window = self.cfg.transport_window;
-        let max_queue = self.cfg.max_send_queue;
+        let window = self.hot.transport_window;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         c.in_transport = c.in_transport.saturating_sub(written);
         if c.state == ConnState::Dialing {
             return;
+        }
+        if c.control.is_empty() && c.bulk.is_empty() && !c.read_paused {
+            // Nothing queued and reading not paused (the usual `Written`): nothing to hand
+            // over, and while the bytes in the transport (all that counts with an empty
+            // queue) stay within half the bound, nothing for `check_send_queue` to do.
+            if c.in_transport <= self.hot.max_send_queue / 2 {
+                return;
+            }
         }
         while c.in_transport < window {
             let bytes = if let Some(b) = c.control.pop_front() {
@@ -616,6 +683,16 @@ impl<S: Store> PeerMachine<S> {
             self.counters.bytes_out += bytes.len() as u64;
             self.actions.push_back(Action::Send { conn, data: bytes });
         }
+        self.check_send_queue(conn);
+    }
+
+    /// Enforces the send queue bound and read backpressure on `conn` after its queue or
+    /// window changed.
+    fn check_send_queue(&mut self, conn: ConnId) {
+        let max_queue = self.hot.max_send_queue;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let unsent = c.unsent_bytes();
         if unsent > max_queue {
             self.close_with_goodbye(

@@ -5,6 +5,7 @@
 //! calls `handle_timeout` when it passes. Each timer kind is armed at most once at a time;
 //! re-arming moves its deadline.
 
+use super::conn_map::ConnMap;
 use crate::id::{ConnId, NodeId};
 use crate::time::Instant;
 use alloc::collections::{btree_map, BTreeMap, BinaryHeap};
@@ -39,25 +40,42 @@ pub(crate) enum Timer {
     TopUp,
 }
 
-/// The deadline table: where each armed timer is due, and a min-heap of `(deadline, timer)`
+/// The deadline table: where each armed timer is due, and min-heaps of `(deadline, timer)`
 /// entries with lazy deletion.
 ///
 /// The four per-connection timers live in one small array per connection (keyed by the cheap
 /// `ConnId`), so arming and firing them never inserts into or removes from a tree; the rarer
-/// timers live in a map. Re-arming or cancelling a timer leaves its old heap entry in place;
-/// an entry is live only while the table still holds its exact `(deadline, generation)`. The
-/// heap's top is kept live at all times, so [`next_deadline`](Self::next_deadline) is a peek.
-/// Timers fire in `(deadline, timer)` order, exactly as a sorted set of live entries would
-/// give them.
+/// timers live in a map. A connection's array stays in the table until
+/// [`cancel_conn`](Self::cancel_conn), even while all four are disarmed: the ping tick fires
+/// and re-arms on every interval, and dropping and re-adding the array each time was most of
+/// the cost of a tick.
+///
+/// Per-connection timers have a heap of their own with compact entries (no `Timer` enum to
+/// move or compare while sifting): they are nearly all the heap traffic. Both heaps order by
+/// `(deadline, timer)`, and every per-connection kind sorts before every other kind (it comes
+/// first in `Timer`), so on equal deadlines the per-connection heap goes first: together
+/// they fire in exactly the order of one sorted set of live entries.
+///
+/// Re-arming or cancelling a timer leaves its old heap entry in place; an entry is live only
+/// while the table still holds its exact `(deadline, generation)`. Each heap's top is kept
+/// live at all times, so [`next_deadline`](Self::next_deadline) is two peeks.
 #[derive(Debug, Default)]
 pub(crate) struct TimerTable {
     /// `Handshake`, `Ping`, `Idle`, `Probe` of each connection; generation 0 means unarmed.
-    per_conn: BTreeMap<ConnId, [(Instant, u64); 4]>,
+    per_conn: ConnMap<[(Instant, u64); 4]>,
     /// Every other timer.
     other: BTreeMap<Timer, (Instant, u64)>,
-    heap: BinaryHeap<Reverse<Entry>>,
-    /// Timers armed.
-    armed: usize,
+    conn_heap: BinaryHeap<Reverse<ConnEntry>>,
+    other_heap: BinaryHeap<Reverse<Entry>>,
+    /// Per-connection timers armed.
+    conn_armed: usize,
+    /// Other timers armed.
+    other_armed: usize,
+    /// The deadlines at the tops of the two heaps, kept beside the table: the driver asks
+    /// for the next deadline after every call, and reading them from here spares a cache
+    /// miss on each heap's storage.
+    conn_next: Option<Instant>,
+    other_next: Option<Instant>,
     /// Generation of the last arming; makes every heap entry unique. Never 0.
     gen: u64,
 }
@@ -87,6 +105,34 @@ impl PartialOrd for Entry {
     }
 }
 
+/// A per-connection timer's heap entry. `(slot, conn)` orders exactly as the `Timer` it
+/// stands for: the slot is the variant's position in `Timer`, the connection its payload.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct ConnEntry {
+    at: Instant,
+    slot: u8,
+    conn: ConnId,
+    gen: u64,
+}
+
+impl Ord for ConnEntry {
+    /// `(at, slot, conn, gen)`, with the common case (different deadlines) decided first.
+    #[inline]
+    fn cmp(&self, o: &Self) -> Ordering {
+        match self.at.cmp(&o.at) {
+            Ordering::Equal => (self.slot, self.conn, self.gen).cmp(&(o.slot, o.conn, o.gen)),
+            ord => ord,
+        }
+    }
+}
+
+impl PartialOrd for ConnEntry {
+    #[inline]
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
 const UNARMED: (Instant, u64) = (Instant(0), 0);
 
 /// The connection and array slot of a per-connection timer.
@@ -101,52 +147,105 @@ fn conn_slot(timer: Timer) -> Option<(ConnId, usize)> {
     }
 }
 
+/// The inverse of [`conn_slot`].
+#[inline]
+fn conn_timer(conn: ConnId, slot: usize) -> Timer {
+    match slot {
+        0 => Timer::Handshake(conn),
+        1 => Timer::Ping(conn),
+        2 => Timer::Idle(conn),
+        _ => Timer::Probe(conn),
+    }
+}
+
 impl TimerTable {
     pub fn set(&mut self, timer: Timer, at: Instant) {
         let gen = self.gen + 1;
-        let old = match conn_slot(timer) {
+        match conn_slot(timer) {
             Some((conn, i)) => {
-                let slots = self.per_conn.entry(conn).or_insert([UNARMED; 4]);
+                let slots = self.per_conn.get_or_insert_with(conn, || [UNARMED; 4]);
                 let old = slots[i];
                 if old.1 != 0 && old.0 == at {
                     // Same deadline: the live heap entry stays valid.
                     return;
                 }
                 slots[i] = (at, gen);
-                old
+                self.gen = gen;
+                let slot = i as u8;
+                self.conn_heap.push(Reverse(ConnEntry {
+                    at,
+                    slot,
+                    conn,
+                    gen,
+                }));
+                if old.1 == 0 {
+                    self.conn_armed += 1;
+                } else {
+                    self.conn_invalidated(ConnEntry {
+                        at: old.0,
+                        slot,
+                        conn,
+                        gen: old.1,
+                    });
+                }
+                self.conn_changed();
             }
-            None => match self.other.entry(timer) {
-                btree_map::Entry::Occupied(mut e) => {
-                    let old = *e.get();
-                    if old.0 == at {
-                        return;
+            None => {
+                let old = match self.other.entry(timer) {
+                    btree_map::Entry::Occupied(mut e) => {
+                        let old = *e.get();
+                        if old.0 == at {
+                            return;
+                        }
+                        e.insert((at, gen));
+                        old
                     }
-                    e.insert((at, gen));
-                    old
+                    btree_map::Entry::Vacant(e) => {
+                        e.insert((at, gen));
+                        UNARMED
+                    }
+                };
+                self.gen = gen;
+                self.other_heap.push(Reverse(Entry { at, timer, gen }));
+                if old.1 == 0 {
+                    self.other_armed += 1;
+                } else {
+                    self.other_invalidated(Entry {
+                        at: old.0,
+                        timer,
+                        gen: old.1,
+                    });
                 }
-                btree_map::Entry::Vacant(e) => {
-                    e.insert((at, gen));
-                    UNARMED
-                }
-            },
-        };
-        self.gen = gen;
-        self.heap.push(Reverse(Entry { at, timer, gen }));
-        if old.1 == 0 {
-            self.armed += 1;
-        } else {
-            self.invalidated(Entry {
-                at: old.0,
-                timer,
-                gen: old.1,
-            });
+                self.other_changed();
+            }
         }
     }
 
     pub fn cancel(&mut self, timer: Timer) {
-        if let Some((at, gen)) = self.take(timer) {
-            self.armed -= 1;
-            self.invalidated(Entry { at, timer, gen });
+        match conn_slot(timer) {
+            Some((conn, i)) => {
+                let Some(slots) = self.per_conn.get_mut(&conn) else {
+                    return;
+                };
+                let (at, gen) = core::mem::replace(&mut slots[i], UNARMED);
+                if gen != 0 {
+                    self.conn_armed -= 1;
+                    self.conn_invalidated(ConnEntry {
+                        at,
+                        slot: i as u8,
+                        conn,
+                        gen,
+                    });
+                    self.conn_changed();
+                }
+            }
+            None => {
+                if let Some((at, gen)) = self.other.remove(&timer) {
+                    self.other_armed -= 1;
+                    self.other_invalidated(Entry { at, timer, gen });
+                    self.other_changed();
+                }
+            }
         }
     }
 
@@ -155,36 +254,67 @@ impl TimerTable {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(e)| e.at)
+        match (self.conn_next, self.other_next) {
+            (Some(c), Some(o)) => Some(c.min(o)),
+            (c, o) => c.or(o),
+        }
     }
 
     /// Removes and returns the earliest timer due at or before `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let &Reverse(top) = self.heap.peek()?;
-        if top.at > now {
-            return None;
+        let conn_top = self.conn_heap.peek().map(|&Reverse(e)| e);
+        let other_at = self.other_next;
+        match conn_top {
+            // On equal deadlines the per-connection timer sorts first (see the type's doc).
+            Some(top) if other_at.is_none_or(|o| top.at <= o) => {
+                if top.at > now {
+                    return None;
+                }
+                self.conn_heap.pop();
+                if let Some(slots) = self.per_conn.get_mut(&top.conn) {
+                    slots[top.slot as usize] = UNARMED;
+                }
+                self.conn_armed -= 1;
+                self.drop_stale_conn_top();
+                self.conn_changed();
+                Some(conn_timer(top.conn, top.slot as usize))
+            }
+            _ => {
+                let &Reverse(top) = self.other_heap.peek()?;
+                if top.at > now {
+                    return None;
+                }
+                self.other_heap.pop();
+                self.other.remove(&top.timer);
+                self.other_armed -= 1;
+                self.drop_stale_other_top();
+                self.other_changed();
+                Some(top.timer)
+            }
         }
-        self.heap.pop();
-        self.take(top.timer);
-        self.armed -= 1;
-        self.drop_stale_top();
-        Some(top.timer)
     }
 
-    /// Cancels every timer belonging to `conn`.
+    /// Cancels every timer belonging to `conn`, and forgets the connection.
     pub fn cancel_conn(&mut self, conn: ConnId) {
-        for t in [
-            Timer::Handshake(conn),
-            Timer::Ping(conn),
-            Timer::Idle(conn),
-            Timer::Probe(conn),
-        ] {
-            self.cancel(t);
+        let Some(slots) = self.per_conn.remove(&conn) else {
+            return;
+        };
+        for (i, &(at, gen)) in slots.iter().enumerate() {
+            if gen != 0 {
+                self.conn_armed -= 1;
+                self.conn_invalidated(ConnEntry {
+                    at,
+                    slot: i as u8,
+                    conn,
+                    gen,
+                });
+            }
         }
+        self.conn_changed();
     }
 
     pub fn len(&self) -> usize {
-        self.armed
+        self.conn_armed + self.other_armed
     }
 
     /// The `(deadline, generation)` of an armed timer.
@@ -196,60 +326,78 @@ impl TimerTable {
         }
     }
 
-    /// Disarms `timer`, returning its `(deadline, generation)` if it was armed. A connection
-    /// whose four timers are all disarmed leaves the table.
-    fn take(&mut self, timer: Timer) -> Option<(Instant, u64)> {
-        match conn_slot(timer) {
-            Some((conn, i)) => {
-                let btree_map::Entry::Occupied(mut e) = self.per_conn.entry(conn) else {
-                    return None;
-                };
-                let slots = e.get_mut();
-                let old = core::mem::replace(&mut slots[i], UNARMED);
-                if slots.iter().all(|s| s.1 == 0) {
-                    e.remove();
-                }
-                (old.1 != 0).then_some(old)
-            }
-            None => self.other.remove(&timer),
-        }
-    }
-
     /// `old` is no longer live: restore the live-top invariant, and compact the heap when
     /// dead entries outnumber live ones.
-    fn invalidated(&mut self, old: Entry) {
-        if self.heap.peek().is_some_and(|Reverse(top)| *top == old) {
-            self.heap.pop();
-            self.drop_stale_top();
+    fn conn_invalidated(&mut self, old: ConnEntry) {
+        if self
+            .conn_heap
+            .peek()
+            .is_some_and(|Reverse(top)| *top == old)
+        {
+            self.conn_heap.pop();
+            self.drop_stale_conn_top();
         }
-        if self.heap.len() > 2 * self.armed + 64 {
-            let mut live = Vec::with_capacity(self.armed);
-            for (&conn, slots) in &self.per_conn {
+        if self.conn_heap.len() > 2 * self.conn_armed + 64 {
+            let mut live = Vec::with_capacity(self.conn_armed);
+            for (&conn, slots) in self.per_conn.iter() {
                 for (i, &(at, gen)) in slots.iter().enumerate() {
                     if gen != 0 {
-                        let timer = [
-                            Timer::Handshake(conn),
-                            Timer::Ping(conn),
-                            Timer::Idle(conn),
-                            Timer::Probe(conn),
-                        ][i];
-                        live.push(Reverse(Entry { at, timer, gen }));
+                        live.push(Reverse(ConnEntry {
+                            at,
+                            slot: i as u8,
+                            conn,
+                            gen,
+                        }));
                     }
                 }
             }
-            for (&timer, &(at, gen)) in &self.other {
-                live.push(Reverse(Entry { at, timer, gen }));
-            }
-            self.heap = BinaryHeap::from(live);
+            self.conn_heap = BinaryHeap::from(live);
         }
     }
 
-    fn drop_stale_top(&mut self) {
-        while let Some(&Reverse(top)) = self.heap.peek() {
-            if self.live(top.timer) == Some((top.at, top.gen)) {
+    fn other_invalidated(&mut self, old: Entry) {
+        if self
+            .other_heap
+            .peek()
+            .is_some_and(|Reverse(top)| *top == old)
+        {
+            self.other_heap.pop();
+            self.drop_stale_other_top();
+        }
+        if self.other_heap.len() > 2 * self.other_armed + 64 {
+            let live: Vec<_> = self
+                .other
+                .iter()
+                .map(|(&timer, &(at, gen))| Reverse(Entry { at, timer, gen }))
+                .collect();
+            self.other_heap = BinaryHeap::from(live);
+        }
+    }
+
+    fn conn_changed(&mut self) {
+        self.conn_next = self.conn_heap.peek().map(|Reverse(e)| e.at);
+    }
+
+    fn other_changed(&mut self) {
+        self.other_next = self.other_heap.peek().map(|Reverse(e)| e.at);
+    }
+
+    fn drop_stale_conn_top(&mut self) {
+        while let Some(&Reverse(top)) = self.conn_heap.peek() {
+            let live = self.per_conn.get(&top.conn).map(|s| s[top.slot as usize]);
+            if live == Some((top.at, top.gen)) {
                 return;
             }
-            self.heap.pop();
+            self.conn_heap.pop();
+        }
+    }
+
+    fn drop_stale_other_top(&mut self) {
+        while let Some(&Reverse(top)) = self.other_heap.peek() {
+            if self.other.get(&top.timer) == Some(&(top.at, top.gen)) {
+                return;
+            }
+            self.other_heap.pop();
         }
     }
 }
@@ -283,6 +431,11 @@ mod tests {
                     let at = Instant(now + (x >> 24 & 63));
                     t.set(timer, at);
                     model.insert(timer, at);
+                }
+                4 if x >> 30 & 7 == 0 => {
+                    let conn = ConnId(x >> 8 & 15);
+                    t.cancel_conn(conn);
+                    model.retain(|k, _| conn_slot(*k).is_none_or(|(c, _)| c != conn));
                 }
                 4 => {
                     t.cancel(timer);

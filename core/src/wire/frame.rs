@@ -61,25 +61,47 @@ impl FrameDecoder {
     /// The next complete payload, `Ok(None)` if more bytes are needed, or an error if the
     /// peer declared an oversized frame (the decoder is then useless; drop the connection).
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
-        let avail = &self.buf[self.start..];
-        if avail.len() < HEADER_LEN {
+        let Some((payload, _)) = split_frame(&self.buf[self.start..], self.max_frame)? else {
             return Ok(None);
-        }
-        let declared = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]);
-        if declared > self.max_frame {
-            return Err(FrameError::TooLarge {
-                declared,
-                max: self.max_frame,
-            });
-        }
-        let total = HEADER_LEN + declared as usize;
-        if avail.len() < total {
-            return Ok(None);
-        }
+        };
         let begin = self.start + HEADER_LEN;
-        self.start += total;
-        Ok(Some(&self.buf[begin..begin + declared as usize]))
+        self.start = begin + payload.len();
+        Ok(Some(&self.buf[begin..self.start]))
     }
+
+    /// Splits the first whole frame off `input`, which continues whatever this decoder holds
+    /// and holds nothing itself: `(payload, rest)`. The machine reads frames straight from
+    /// the bytes it is handed when nothing is buffered (the usual case: reads end on frame
+    /// boundaries) and copies only a trailing partial frame in, with [`push`](Self::push).
+    /// Same answers, limit check included, as pushing `input` and calling
+    /// [`next_frame`](Self::next_frame).
+    pub(crate) fn split<'d>(&self, input: &'d [u8]) -> Result<Option<Split<'d>>, FrameError> {
+        debug_assert_eq!(self.buffered(), 0);
+        split_frame(input, self.max_frame)
+    }
+}
+
+/// A whole frame's payload, and the bytes after it.
+pub(crate) type Split<'d> = (&'d [u8], &'d [u8]);
+
+/// The first whole frame in `avail`: `(payload, rest)`.
+#[inline]
+fn split_frame(avail: &[u8], max_frame: u32) -> Result<Option<Split<'_>>, FrameError> {
+    let Some(header) = avail.first_chunk::<HEADER_LEN>() else {
+        return Ok(None);
+    };
+    let declared = u32::from_le_bytes(*header);
+    if declared > max_frame {
+        return Err(FrameError::TooLarge {
+            declared,
+            max: max_frame,
+        });
+    }
+    let body = &avail[HEADER_LEN..];
+    if body.len() < declared as usize {
+        return Ok(None);
+    }
+    Ok(Some(body.split_at(declared as usize)))
 }
 
 #[cfg(test)]
@@ -100,6 +122,55 @@ mod tests {
         );
         // Nothing beyond the 4 header bytes was ever buffered.
         assert_eq!(d.buffered(), 4);
+    }
+
+    /// `split` on the bytes an empty decoder would be handed gives the frames and the limit
+    /// error `push` + `next_frame` give, at every cut of a stream.
+    #[test]
+    fn split_agrees_with_push_and_next_frame() {
+        let mut wire = Vec::new();
+        encode_frame(b"hello", &mut wire);
+        encode_frame(b"", &mut wire);
+        encode_frame(&[7; 40], &mut wire);
+        wire.extend_from_slice(&100u32.to_le_bytes()); // over the limit below
+        wire.extend_from_slice(&[1; 8]);
+        for cut in 0..=wire.len() {
+            let input = &wire[..cut];
+            let mut d = FrameDecoder::new(64);
+            d.push(input);
+            let mut want = Vec::new();
+            let want_err = loop {
+                match d.next_frame() {
+                    Ok(Some(f)) => want.push(f.to_vec()),
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            let d = FrameDecoder::new(64);
+            let mut got = Vec::new();
+            let mut rest = input;
+            let got_err = loop {
+                match d.split(rest) {
+                    Ok(Some((f, tail))) => {
+                        got.push(f.to_vec());
+                        rest = tail;
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            assert_eq!((got, got_err), (want, want_err), "cut at {cut}");
+            if got_err.is_none() {
+                assert_eq!(rest.len(), d_buffered_after(input));
+            }
+        }
+
+        fn d_buffered_after(input: &[u8]) -> usize {
+            let mut d = FrameDecoder::new(64);
+            d.push(input);
+            while let Ok(Some(_)) = d.next_frame() {}
+            d.buffered()
+        }
     }
 
     #[test]

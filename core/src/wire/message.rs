@@ -411,6 +411,32 @@ impl Message {
         *out = w;
     }
 
+    /// The hot path of [`decode`](Self::decode): a ping or pong whose kind is one byte and
+    /// whose nonce varint ends within 9 bytes, read directly. Those bytes decode to the same
+    /// message through postcard (9 varint bytes hold 63 bits, so nothing can overflow, and
+    /// postcard ignores trailing bytes too); anything else returns `None` and takes the
+    /// general path, errors included.
+    #[inline]
+    fn decode_ping_pong(payload: &[u8]) -> Option<Message> {
+        let (&kind, body) = payload.split_first()?;
+        let ping = kind == MessageKind::Ping as u8;
+        if !ping && kind != MessageKind::Pong as u8 {
+            return None;
+        }
+        let mut nonce = 0u64;
+        for (i, &b) in body.iter().take(9).enumerate() {
+            nonce |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(if ping {
+                    Message::Ping { nonce }
+                } else {
+                    Message::Pong { nonce }
+                });
+            }
+        }
+        None
+    }
+
     /// This message as one frame.
     pub fn to_frame(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(match self {
@@ -423,6 +449,9 @@ impl Message {
 
     /// Decodes one frame payload (without the length prefix).
     pub fn decode(payload: &[u8]) -> Result<Decoded, WireError> {
+        if let Some(msg) = Self::decode_ping_pong(payload) {
+            return Ok(Decoded::Known(msg));
+        }
         let (kind, body) =
             postcard::take_from_bytes::<u32>(payload).map_err(|_| WireError::MissingKind)?;
         let Some(kind) = MessageKind::from_u32(kind) else {
@@ -480,6 +509,7 @@ fn ser<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::wire::frame::FrameDecoder;
+    use alloc::vec;
 
     fn roundtrip(m: Message) {
         let frame = m.to_frame();
@@ -514,6 +544,54 @@ mod tests {
                 want[..4].copy_from_slice(&len.to_le_bytes());
                 assert_eq!(m.to_frame(), want);
                 roundtrip(m);
+            }
+        }
+    }
+
+    /// The ping/pong decode fast path agrees with postcard on every short payload shape:
+    /// canonical, overlong, unterminated, 9- and 10-byte varints, trailing bytes.
+    #[test]
+    fn the_ping_fast_path_reads_what_postcard_reads() {
+        let general = |payload: &[u8]| -> Result<Decoded, WireError> {
+            let (kind, body) =
+                postcard::take_from_bytes::<u32>(payload).map_err(|_| WireError::MissingKind)?;
+            let bad = |_| WireError::MalformedBody(MessageKind::from_u32(kind).unwrap());
+            let nonce = postcard::from_bytes(body).map_err(bad)?;
+            Ok(Decoded::Known(if kind == 1 {
+                Message::Ping { nonce }
+            } else {
+                Message::Pong { nonce }
+            }))
+        };
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for nonce in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            1 << 35,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX,
+        ] {
+            bodies.push(postcard::to_allocvec(&nonce).unwrap());
+        }
+        bodies.push(Vec::new());
+        bodies.push(vec![0x80]);
+        bodies.push(vec![0x80, 0x00]);
+        bodies.push(vec![0x05, 0xff, 0xff]);
+        bodies.push(vec![0xff; 9]);
+        bodies.push(vec![0xff; 10]);
+        bodies.push(vec![0xff; 11]);
+        let mut ten = vec![0xff; 9];
+        ten.push(0x02);
+        bodies.push(ten);
+        for body in bodies {
+            for kind in [1u8, 2] {
+                let mut payload = vec![kind];
+                payload.extend_from_slice(&body);
+                assert_eq!(Message::decode(&payload), general(&payload), "{payload:?}");
             }
         }
     }
