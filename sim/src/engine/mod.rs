@@ -6,6 +6,7 @@
 //! can leak into the run is a `BTreeMap`, and every event is folded into a rolling sha256
 //! (`trace_hash`): the same seed and build reproduce the same hash.
 
+mod ends;
 pub mod queue;
 
 use crate::faults::{DownHow, Fault, FaultPlan, KillHow, Side};
@@ -18,6 +19,7 @@ use crate::net::NetState;
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::time::{Micros, SEC};
+use ends::Ends;
 use queue::{Ev, Queue};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, VecDeque};
@@ -44,7 +46,7 @@ pub struct NodeSlot<M: NodeModel> {
     timer_at: Option<Micros>,
     timer_gen: u32,
     /// Model connection → (engine connection, side).
-    conns: BTreeMap<ModelConn, (u32, u8)>,
+    conns: Ends,
     /// Open application queries → start time.
     queries: BTreeMap<u64, Micros>,
     /// Nodes this one lists as peers.
@@ -70,6 +72,8 @@ pub struct Sim<M: NodeModel> {
     pub nodes: Vec<NodeSlot<M>>,
     pub conns: Vec<Conn>,
     listeners: BTreeMap<SocketAddr, u32>,
+    /// Node listening on each address of the topology (whether up or not).
+    by_addr: BTreeMap<SocketAddr, u32>,
     net: NetState,
     boot_rng: Rng,
     work_rng: Rng,
@@ -122,6 +126,13 @@ impl<M: NodeModel> Sim<M> {
         let n = scenario.nodes.len();
         let mut id_rng = Rng::derive(seed, "node-ids");
         let mut clock_rng = Rng::derive(seed, "clocks");
+        // Who listens where, by address: dials and peer lists resolve in O(log n), not by a
+        // scan over every node (10,000 nodes × 8 peers at setup, every refused SYN).
+        let mut by_addr = BTreeMap::new();
+        for (i, def) in scenario.nodes.iter().enumerate() {
+            // The first node at an address wins, as the scan it replaces did.
+            by_addr.entry(def.addr()).or_insert(i as u32);
+        }
         let mut nodes = Vec::with_capacity(n);
         for (i, def) in scenario.nodes.iter().enumerate() {
             let mut node_id = [0u8; 32];
@@ -139,8 +150,7 @@ impl<M: NodeModel> Sim<M> {
             let peer_nodes = def
                 .peers
                 .iter()
-                .filter_map(|a| scenario.node_at(*a))
-                .map(|j| j as u32)
+                .filter_map(|a| by_addr.get(a).copied())
                 .collect();
             nodes.push(NodeSlot {
                 spec,
@@ -152,7 +162,7 @@ impl<M: NodeModel> Sim<M> {
                 down_how: None,
                 timer_at: None,
                 timer_gen: 0,
-                conns: BTreeMap::new(),
+                conns: Ends::default(),
                 queries: BTreeMap::new(),
                 peer_nodes,
             });
@@ -187,6 +197,7 @@ impl<M: NodeModel> Sim<M> {
             nodes,
             conns: Vec::new(),
             listeners: BTreeMap::new(),
+            by_addr,
             net,
             boot_rng: Rng::derive(seed, "boots"),
             work_rng: Rng::derive(seed, "workload"),
@@ -439,8 +450,8 @@ impl<M: NodeModel> Sim<M> {
     fn end_of(&self, n: u32, mconn: ModelConn) -> Option<(u32, usize)> {
         self.nodes[n as usize]
             .conns
-            .get(&mconn)
-            .map(|&(c, d)| (c, d as usize))
+            .get(mconn)
+            .map(|(c, d)| (c, d as usize))
     }
 
     fn act(&mut self, n: u32, action: ModelAction) {
@@ -666,7 +677,7 @@ impl<M: NodeModel> Sim<M> {
             Some(t) if self.net.blocked(dialer, t) || hang => "hang",
             Some(_) if refuse => "refused",
             Some(_) => "accept",
-            None => match self.scenario.node_at(addr) {
+            None => match self.by_addr.get(&addr).map(|&i| i as usize) {
                 // A host that is powered off, behind NAT, or not there: the SYN is lost.
                 Some(i)
                     if self.nodes[i].nat || self.nodes[i].down_how == Some(DownHow::PowerOff) =>
@@ -885,7 +896,7 @@ impl<M: NodeModel> Sim<M> {
                 let others: Vec<(u32, usize)> = self.nodes[n as usize]
                     .conns
                     .values()
-                    .map(|&(c2, d2)| (c2, d2 as usize))
+                    .map(|(c2, d2)| (c2, d2 as usize))
                     .collect();
                 for (c2, d2) in others {
                     if c2 == c {
@@ -1098,8 +1109,8 @@ impl<M: NodeModel> Sim<M> {
             }
         }
         let (n, mconn) = (end.node, end.mconn);
-        if self.nodes[n as usize].conns.get(&mconn) == Some(&(c, d as u8)) {
-            self.nodes[n as usize].conns.remove(&mconn);
+        if self.nodes[n as usize].conns.get(mconn) == Some((c, d as u8)) {
+            self.nodes[n as usize].conns.remove(mconn);
         }
         if conn.close_reason.is_empty() {
             conn.close_reason = reason;
@@ -1356,7 +1367,7 @@ impl<M: NodeModel> Sim<M> {
             self.drain(n);
             self.settle();
         }
-        let ends: Vec<(u32, u8)> = self.nodes[n as usize].conns.values().copied().collect();
+        let ends: Vec<(u32, u8)> = self.nodes[n as usize].conns.values().collect();
         for (c, d) in ends {
             let d = d as usize;
             let unread = !self.conns[c as usize].pipes[1 - d].items.is_empty();
