@@ -822,10 +822,13 @@ impl<M: NodeModel> Sim<M> {
                 }
                 pipe.buf.push(frame);
                 pipe.pushed += frame.len() as u64;
-                pipe.frames.push_back(FrameMeta {
-                    end_offset: pipe.pushed,
-                    info,
-                });
+                // Only pings and pongs are watched on arrival; other frames need no record.
+                if info.nonce.is_some() {
+                    pipe.frames.push_back(FrameMeta {
+                        end_offset: pipe.pushed,
+                        info,
+                    });
+                }
             });
             (end.node, end.inc, end.mconn, before)
         };
@@ -970,14 +973,12 @@ impl<M: NodeModel> Sim<M> {
                     self.conns[c as usize].pipes[d].held = true;
                     return;
                 }
-                let mut buf = std::mem::take(&mut self.scratch);
-                buf.clear();
+                let len = len as usize;
                 let mut metas = std::mem::take(&mut self.meta_tmp);
                 metas.clear();
                 {
                     let pipe = &mut self.conns[c as usize].pipes[d];
                     pipe.items.pop_front();
-                    pipe.buf.pop_into(len as usize, &mut buf);
                     pipe.delivered += len as u64;
                     while let Some(f) = pipe.frames.front() {
                         if f.end_offset > pipe.delivered {
@@ -996,14 +997,17 @@ impl<M: NodeModel> Sim<M> {
                     for info in metas.iter() {
                         self.observe_received(c, r, *info, now);
                     }
-                    if let Some(m) = self.nodes[n as usize].model.as_mut() {
-                        m.bytes_in(now, mconn, &buf);
-                    }
-                    self.scratch = buf;
                     self.meta_tmp = metas;
+                    // The model reads the chunk where it lies in the pipe: no copy.
+                    let Sim { conns, nodes, .. } = self;
+                    let buf = &mut conns[c as usize].pipes[d].buf;
+                    if let Some(m) = nodes[n as usize].model.as_mut() {
+                        m.bytes_in(now, mconn, buf.front(len));
+                    }
+                    buf.consume(len);
                     self.drain(n);
                 } else {
-                    self.scratch = buf;
+                    self.conns[c as usize].pipes[d].buf.consume(len);
                     self.meta_tmp = metas;
                     let restarted = n != u32::MAX
                         && state == EndState::Closed

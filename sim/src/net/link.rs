@@ -32,8 +32,8 @@ impl Item {
     }
 }
 
-/// A frame in flight, for the observers: it is received once `end_offset` bytes of the pipe
-/// have been delivered.
+/// A ping or pong in flight, for the observers: it is received once `end_offset` bytes of
+/// the pipe have been delivered.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameMeta {
     pub end_offset: u64,
@@ -65,11 +65,17 @@ impl ByteQueue {
         self.buf.extend_from_slice(data);
     }
 
-    /// Moves the first `n` bytes to the end of `out`.
-    pub fn pop_into(&mut self, n: usize, out: &mut Vec<u8>) {
+    /// The first `n` bytes (fewer if fewer are queued).
+    #[inline]
+    pub fn front(&self, n: usize) -> &[u8] {
         let n = n.min(self.len());
-        out.extend_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
+        &self.buf[self.start..self.start + n]
+    }
+
+    /// Drops the first `n` bytes.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -86,6 +92,7 @@ impl ByteQueue {
 pub struct Pipe {
     pub buf: ByteQueue,
     pub items: VecDeque<Item>,
+    /// The pings and pongs in `buf` (other frames are not watched on arrival).
     pub frames: VecDeque<FrameMeta>,
     /// Bytes ever put in / taken out (frame offsets are in these units).
     pub pushed: u64,
