@@ -8,6 +8,7 @@
 
 mod ends;
 pub mod queue;
+mod trace_hash;
 
 use crate::faults::{DownHow, Fault, FaultPlan, KillHow, Side};
 use crate::invariants::{Pair, Violation, Violations};
@@ -21,10 +22,10 @@ use crate::scenario::Scenario;
 use crate::time::{Micros, SEC};
 use ends::Ends;
 use queue::{Ev, Queue};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use trace_hash::TraceHash;
 
 /// Unix time the simulated world believes it is at virtual zero (before per-host skew).
 pub const UNIX_EPOCH_AT_ZERO: u64 = 1_750_000_000;
@@ -107,7 +108,7 @@ pub struct Sim<M: NodeModel> {
     /// Ping timeouts counted by node incarnations that have since crashed.
     pub retired_ping_timeouts: u64,
     pub stopped_early: bool,
-    hasher: Sha256,
+    hasher: TraceHash,
     trace: Option<Box<dyn Write>>,
     stop_on_violation: bool,
     stop: bool,
@@ -228,7 +229,7 @@ impl<M: NodeModel> Sim<M> {
             faults_applied: 0,
             retired_ping_timeouts: 0,
             stopped_early: false,
-            hasher: Sha256::new(),
+            hasher: TraceHash::default(),
             trace: opts.trace,
             stop_on_violation: opts.stop_on_violation,
             stop: false,
@@ -279,20 +280,14 @@ impl<M: NodeModel> Sim<M> {
 
     /// The rolling hash over every event and action so far.
     pub fn trace_hash(&self) -> String {
-        let h = self.hasher.clone().finalize();
-        h.iter().map(|b| format!("{b:02x}")).collect()
+        self.hasher.hex()
     }
 
     // ---- hashing and tracing -------------------------------------------------------------
 
     #[inline]
     fn h(&mut self, tag: u8, a: u64, b: u64) {
-        let mut rec = [0u8; 25];
-        rec[0] = tag;
-        rec[1..9].copy_from_slice(&self.now.to_le_bytes());
-        rec[9..17].copy_from_slice(&a.to_le_bytes());
-        rec[17..25].copy_from_slice(&b.to_le_bytes());
-        self.hasher.update(rec);
+        self.hasher.record(tag, self.now, a, b);
     }
 
     fn hash_event(&mut self, ev: Ev) {

@@ -130,4 +130,28 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn matches_a_sorted_reference_under_random_pushes_and_pops() {
+        let mut rng = crate::rng::Rng::derive(7, "queue-test");
+        let mut q = Queue::default();
+        let mut reference = std::collections::BTreeMap::new();
+        let mut seq = 0u64;
+        let mut now = 0;
+        for round in 0..20_000u32 {
+            if rng.below(3) > 0 || reference.is_empty() {
+                let at = now + rng.below(50);
+                seq += 1;
+                let ev = Ev::Query { node: round };
+                q.push(at, ev);
+                reference.insert((at, seq), ev);
+            } else {
+                let ((at, _), ev) = reference.pop_first().unwrap();
+                now = at;
+                assert_eq!(q.peek_time(), Some(at));
+                assert_eq!(q.pop(), Some((at, ev)));
+            }
+            assert_eq!(q.len(), reference.len());
+        }
+    }
 }
