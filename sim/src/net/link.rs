@@ -88,23 +88,26 @@ impl ByteQueue {
     }
 }
 
+/// Fields in the order an event reads them (`repr(C)` keeps it): the flags, the front item
+/// and the bytes share the first cache line.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct Pipe {
-    pub buf: ByteQueue,
-    pub items: VecDeque<Item>,
-    /// The pings and pongs in `buf` (other frames are not watched on arrival).
-    pub frames: VecDeque<FrameMeta>,
-    /// Bytes ever put in / taken out (frame offsets are in these units).
-    pub pushed: u64,
-    pub delivered: u64,
-    /// Latest due time handed out, so chunks never overtake each other.
-    pub last_due: Micros,
     /// An event for the front item is in the queue.
     pub scheduled: bool,
     /// The front item is waiting for a partition or clog to heal.
     pub stalled: bool,
     /// The front item is data waiting for the receiver to resume reading.
     pub held: bool,
+    /// Latest due time handed out, so chunks never overtake each other.
+    pub last_due: Micros,
+    pub items: VecDeque<Item>,
+    pub buf: ByteQueue,
+    /// The pings and pongs in `buf` (other frames are not watched on arrival).
+    pub frames: VecDeque<FrameMeta>,
+    /// Bytes ever put in / taken out (frame offsets are in these units).
+    pub pushed: u64,
+    pub delivered: u64,
 }
 
 impl Pipe {
@@ -130,7 +133,11 @@ pub enum EndState {
     Closed,
 }
 
+/// Fields in the order events read them (`repr(C)` keeps it): who owns the end, its state
+/// and its send queue share the first cache line; the address (read at connect time only)
+/// comes last. 64-byte aligned (its size is three lines), so each end starts a line.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct End {
     pub node: u32,
     /// The node's incarnation (boot count) that owns this end.
@@ -182,31 +189,51 @@ impl End {
 
 /// One connection: `ends[0]` dialed, `ends[1]` accepted; `pipes[d]` carries `ends[d]`'s bytes
 /// to `ends[1 - d]`.
+///
+/// Laid out for the cache (`repr(C)`; the ends are 64-byte aligned): a first line with the
+/// flags every event reads and a few timestamps, then the ends and the pipes, each starting a
+/// line, then what only the report reads.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Conn {
-    pub ends: [End; 2],
-    pub pipes: [Pipe; 2],
-    /// Index of the node pair (set once the acceptor is known).
-    pub pair: Option<u32>,
-    pub base_latency: Micros,
     /// The network ate the connection: nothing is delivered any more, nobody is told.
     pub blackhole: bool,
-    pub created: Micros,
     /// Established at one end / at both ends, and when.
     pub live: bool,
     pub both_up: bool,
+    /// A node moved its peer off this connection to another one of the same pair.
+    pub superseded: bool,
+    /// Index of the node pair (set once the acceptor is known).
+    pub pair: Option<u32>,
+    pub base_latency: Micros,
+    pub created: Micros,
     pub first_live_at: Option<Micros>,
     pub both_up_at: Option<Micros>,
+    pub ends: [End; 2],
+    pub pipes: [Pipe; 2],
     /// Intervals when the connection was established at both ends.
     pub up_spans: Vec<(Micros, Micros)>,
     pub closed_at: Option<Micros>,
     pub close_reason: &'static str,
-    /// A node moved its peer off this connection to another one of the same pair.
-    pub superseded: bool,
 }
 
 impl Conn {
     pub fn fully_closed(&self) -> bool {
         self.ends.iter().all(|e| e.state != EndState::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The layout the hot paths were arranged for (see `Conn`).
+    #[test]
+    fn ends_and_pipes_start_cache_lines() {
+        assert_eq!(offset_of!(Conn, ends), 64);
+        assert_eq!(size_of::<End>(), 192);
+        assert_eq!(offset_of!(Conn, pipes) % 64, 0);
+        assert_eq!(size_of::<Pipe>(), 128);
     }
 }
