@@ -7,7 +7,8 @@
 //! kept by construction.
 
 use crate::model::ModelConn;
-use crate::net::wire::{FrameInfo, Reassembler};
+use crate::net::small_deque::SmallDeque;
+use crate::net::wire::{FrameInfo, Kind, Reassembler};
 use crate::time::Micros;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,6 +20,13 @@ pub enum Item {
     SynAck { due: Micros },
     Fin { due: Micros },
     Rst { due: Micros },
+}
+
+/// Only to fill unused inline slots.
+impl Default for Item {
+    fn default() -> Self {
+        Item::Fin { due: 0 }
+    }
 }
 
 impl Item {
@@ -38,6 +46,19 @@ impl Item {
 pub struct FrameMeta {
     pub end_offset: u64,
     pub info: FrameInfo,
+}
+
+/// Only to fill unused inline slots.
+impl Default for FrameMeta {
+    fn default() -> Self {
+        FrameMeta {
+            end_offset: 0,
+            info: FrameInfo {
+                kind: Kind::Other,
+                nonce: None,
+            },
+        }
+    }
 }
 
 /// Bytes in flight: a `Vec` with a read offset, so pushes and pops are `memcpy`s and the
@@ -88,10 +109,11 @@ impl ByteQueue {
     }
 }
 
-/// Fields in the order an event reads them (`repr(C)` keeps it): the flags, the front item
-/// and the bytes share the first cache line.
+/// Fields in the order an event reads them (`repr(C)` keeps it): the flags and the inline
+/// items share the first cache line, the bytes and the watched frames follow. 64-byte
+/// aligned, so both pipes of a connection start a line.
 #[derive(Debug, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Pipe {
     /// An event for the front item is in the queue.
     pub scheduled: bool,
@@ -101,10 +123,11 @@ pub struct Pipe {
     pub held: bool,
     /// Latest due time handed out, so chunks never overtake each other.
     pub last_due: Micros,
-    pub items: VecDeque<Item>,
+    /// Kept inline up to four (one write is at most `max_chunks` items).
+    pub items: SmallDeque<Item, 4>,
     pub buf: ByteQueue,
     /// The pings and pongs in `buf` (other frames are not watched on arrival).
-    pub frames: VecDeque<FrameMeta>,
+    pub frames: SmallDeque<FrameMeta, 2>,
     /// Bytes ever put in / taken out (frame offsets are in these units).
     pub pushed: u64,
     pub delivered: u64,
@@ -234,6 +257,6 @@ mod tests {
         assert_eq!(offset_of!(Conn, ends), 64);
         assert_eq!(size_of::<End>(), 192);
         assert_eq!(offset_of!(Conn, pipes) % 64, 0);
-        assert_eq!(size_of::<Pipe>(), 128);
+        assert_eq!(size_of::<Pipe>() % 64, 0);
     }
 }
