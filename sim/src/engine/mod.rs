@@ -370,8 +370,7 @@ impl<M: NodeModel> Sim<M> {
             if end.state != EndState::Open || !end.sendq.is_empty() {
                 continue;
             }
-            if let Some(i) = end.pings_in.iter().position(|&x| x == nonce) {
-                end.pings_in.swap_remove(i);
+            if end.pings_in.take_first(|&x| x == nonce).is_some() {
                 let node = end.node;
                 self.violation(
                     "ping_unanswered",
@@ -885,8 +884,7 @@ impl<M: NodeModel> Sim<M> {
             }
             Kind::Pong => {
                 let end = &mut self.conns[c as usize].ends[d];
-                if let Some(i) = end.pings_in.iter().position(|&x| x == nonce) {
-                    end.pings_in.swap_remove(i);
+                if end.pings_in.take_first(|&x| x == nonce).is_some() {
                     return;
                 }
                 // Not a ping received here: was it received on another connection of this node?
@@ -901,8 +899,7 @@ impl<M: NodeModel> Sim<M> {
                         continue;
                     }
                     let e2 = &mut self.conns[c2 as usize].ends[d2];
-                    if let Some(i) = e2.pings_in.iter().position(|&x| x == nonce) {
-                        e2.pings_in.swap_remove(i);
+                    if e2.pings_in.take_first(|&x| x == nonce).is_some() {
                         self.violation(
                             "pong_on_wrong_connection",
                             format!("n{n} answered ping {nonce:#x} received on connection {c2} with a pong on connection {c}"),
@@ -1069,8 +1066,7 @@ impl<M: NodeModel> Sim<M> {
             }
             Kind::Pong => {
                 let end = &mut self.conns[c as usize].ends[r];
-                if let Some(i) = end.pings_out.iter().position(|&(x, _)| x == nonce) {
-                    let (_, sent) = end.pings_out.swap_remove(i);
+                if let Some((_, sent)) = end.pings_out.take_first(|&(x, _)| x == nonce) {
                     self.rtt.record(now - sent);
                     if r == 0 {
                         self.pings_outbound.answered += 1;
@@ -1100,13 +1096,14 @@ impl<M: NodeModel> Sim<M> {
         } else {
             &mut self.pings_inbound
         };
-        for (_, sent) in end.pings_out.drain(..) {
+        for &(_, sent) in end.pings_out.iter() {
             if now - sent >= PING_LOSS_AGE {
                 stats.lost += 1;
             } else {
                 stats.undecided += 1;
             }
         }
+        end.pings_out.clear();
         let (n, mconn) = (end.node, end.mconn);
         if self.nodes[n as usize].conns.get(mconn) == Some((c, d as u8)) {
             self.nodes[n as usize].conns.remove(mconn);
@@ -1464,13 +1461,14 @@ impl<M: NodeModel> Sim<M> {
                 } else {
                     &mut self.pings_inbound
                 };
-                for (_, sent) in end.pings_out.drain(..) {
+                for &(_, sent) in end.pings_out.iter() {
                     if now - sent >= PING_LOSS_AGE {
                         stats.lost += 1;
                     } else {
                         stats.undecided += 1;
                     }
                 }
+                end.pings_out.clear();
             }
         }
         self.h(99, self.events, 0);

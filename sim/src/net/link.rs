@@ -8,6 +8,7 @@
 
 use crate::model::ModelConn;
 use crate::net::small_deque::SmallDeque;
+use crate::net::small_vec::SmallVec;
 use crate::net::wire::{FrameInfo, Kind, Reassembler};
 use crate::time::Micros;
 use std::collections::VecDeque;
@@ -179,9 +180,9 @@ pub struct End {
     /// The writer's stream, cut into frames for filters and observers.
     pub reasm: Reassembler,
     /// Nonces of pings received on this end and not yet answered.
-    pub pings_in: Vec<u64>,
+    pub pings_in: SmallVec<u64, 2>,
     /// Pings this end sent and has not seen answered: (nonce, sent at).
-    pub pings_out: Vec<(u64, Micros)>,
+    pub pings_out: SmallVec<(u64, Micros), 2>,
     /// Address of this end as the other side sees it.
     pub addr: SocketAddr,
 }
@@ -199,8 +200,8 @@ impl End {
             fin_pending: false,
             sendq: VecDeque::new(),
             reasm: Reassembler::default(),
-            pings_in: Vec::new(),
-            pings_out: Vec::new(),
+            pings_in: SmallVec::default(),
+            pings_out: SmallVec::default(),
             addr,
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod link;
 pub mod small_deque;
+pub mod small_vec;
 pub mod wire;
 
 use crate::faults::{Filter, Side};
