@@ -15,6 +15,8 @@ pub struct SmallDeque<T: Copy + Default, const N: usize> {
     ring: [T; N],
     head: u8,
     len: u8,
+    /// Boxed: one pointer inline while unused (the common case), not a whole empty VecDeque.
+    #[allow(clippy::box_collection)]
     spill: Option<Box<VecDeque<T>>>,
 }
 

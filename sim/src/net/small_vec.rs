@@ -11,6 +11,8 @@
 pub struct SmallVec<T: Copy + Default, const N: usize> {
     inline: [T; N],
     len: u8,
+    /// Boxed: one pointer inline while unused (the common case), not a whole empty Vec.
+    #[allow(clippy::box_collection)]
     spill: Option<Box<Vec<T>>>,
 }
 
@@ -54,7 +56,7 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
     /// place (`Vec::swap_remove`).
     #[inline]
     pub fn take_first(&mut self, mut pred: impl FnMut(&T) -> bool) -> Option<T> {
-        let i = self.iter().position(|x| pred(x))?;
+        let i = self.iter().position(&mut pred)?;
         let last = match self.spill.as_mut().and_then(|s| s.pop()) {
             Some(x) => x,
             None => {
