@@ -6,7 +6,9 @@
 //! can leak into the run is a `BTreeMap`, and every event is folded into a rolling sha256
 //! (`trace_hash`): the same seed and build reproduce the same hash.
 
+mod ends;
 pub mod queue;
+mod trace_hash;
 
 use crate::faults::{DownHow, Fault, FaultPlan, KillHow, Side};
 use crate::invariants::{Pair, Violation, Violations};
@@ -18,11 +20,12 @@ use crate::net::NetState;
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::time::{Micros, SEC};
+use ends::Ends;
 use queue::{Ev, Queue};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use trace_hash::TraceHash;
 
 /// Unix time the simulated world believes it is at virtual zero (before per-host skew).
 pub const UNIX_EPOCH_AT_ZERO: u64 = 1_750_000_000;
@@ -44,7 +47,7 @@ pub struct NodeSlot<M: NodeModel> {
     timer_at: Option<Micros>,
     timer_gen: u32,
     /// Model connection → (engine connection, side).
-    conns: BTreeMap<ModelConn, (u32, u8)>,
+    conns: Ends,
     /// Open application queries → start time.
     queries: BTreeMap<u64, Micros>,
     /// Nodes this one lists as peers.
@@ -70,6 +73,8 @@ pub struct Sim<M: NodeModel> {
     pub nodes: Vec<NodeSlot<M>>,
     pub conns: Vec<Conn>,
     listeners: BTreeMap<SocketAddr, u32>,
+    /// Node listening on each address of the topology (whether up or not).
+    by_addr: BTreeMap<SocketAddr, u32>,
     net: NetState,
     boot_rng: Rng,
     work_rng: Rng,
@@ -103,7 +108,7 @@ pub struct Sim<M: NodeModel> {
     /// Ping timeouts counted by node incarnations that have since crashed.
     pub retired_ping_timeouts: u64,
     pub stopped_early: bool,
-    hasher: Sha256,
+    hasher: TraceHash,
     trace: Option<Box<dyn Write>>,
     stop_on_violation: bool,
     stop: bool,
@@ -122,6 +127,13 @@ impl<M: NodeModel> Sim<M> {
         let n = scenario.nodes.len();
         let mut id_rng = Rng::derive(seed, "node-ids");
         let mut clock_rng = Rng::derive(seed, "clocks");
+        // Who listens where, by address: dials and peer lists resolve in O(log n), not by a
+        // scan over every node (10,000 nodes × 8 peers at setup, every refused SYN).
+        let mut by_addr = BTreeMap::new();
+        for (i, def) in scenario.nodes.iter().enumerate() {
+            // The first node at an address wins, as the scan it replaces did.
+            by_addr.entry(def.addr()).or_insert(i as u32);
+        }
         let mut nodes = Vec::with_capacity(n);
         for (i, def) in scenario.nodes.iter().enumerate() {
             let mut node_id = [0u8; 32];
@@ -139,8 +151,7 @@ impl<M: NodeModel> Sim<M> {
             let peer_nodes = def
                 .peers
                 .iter()
-                .filter_map(|a| scenario.node_at(*a))
-                .map(|j| j as u32)
+                .filter_map(|a| by_addr.get(a).copied())
                 .collect();
             nodes.push(NodeSlot {
                 spec,
@@ -152,7 +163,7 @@ impl<M: NodeModel> Sim<M> {
                 down_how: None,
                 timer_at: None,
                 timer_gen: 0,
-                conns: BTreeMap::new(),
+                conns: Ends::default(),
                 queries: BTreeMap::new(),
                 peer_nodes,
             });
@@ -187,6 +198,7 @@ impl<M: NodeModel> Sim<M> {
             nodes,
             conns: Vec::new(),
             listeners: BTreeMap::new(),
+            by_addr,
             net,
             boot_rng: Rng::derive(seed, "boots"),
             work_rng: Rng::derive(seed, "workload"),
@@ -217,7 +229,7 @@ impl<M: NodeModel> Sim<M> {
             faults_applied: 0,
             retired_ping_timeouts: 0,
             stopped_early: false,
-            hasher: Sha256::new(),
+            hasher: TraceHash::default(),
             trace: opts.trace,
             stop_on_violation: opts.stop_on_violation,
             stop: false,
@@ -268,20 +280,14 @@ impl<M: NodeModel> Sim<M> {
 
     /// The rolling hash over every event and action so far.
     pub fn trace_hash(&self) -> String {
-        let h = self.hasher.clone().finalize();
-        h.iter().map(|b| format!("{b:02x}")).collect()
+        self.hasher.hex()
     }
 
     // ---- hashing and tracing -------------------------------------------------------------
 
     #[inline]
     fn h(&mut self, tag: u8, a: u64, b: u64) {
-        let mut rec = [0u8; 25];
-        rec[0] = tag;
-        rec[1..9].copy_from_slice(&self.now.to_le_bytes());
-        rec[9..17].copy_from_slice(&a.to_le_bytes());
-        rec[17..25].copy_from_slice(&b.to_le_bytes());
-        self.hasher.update(rec);
+        self.hasher.record(tag, self.now, a, b);
     }
 
     fn hash_event(&mut self, ev: Ev) {
@@ -364,8 +370,7 @@ impl<M: NodeModel> Sim<M> {
             if end.state != EndState::Open || !end.sendq.is_empty() {
                 continue;
             }
-            if let Some(i) = end.pings_in.iter().position(|&x| x == nonce) {
-                end.pings_in.swap_remove(i);
+            if end.pings_in.take_first(|&x| x == nonce).is_some() {
                 let node = end.node;
                 self.violation(
                     "ping_unanswered",
@@ -439,8 +444,8 @@ impl<M: NodeModel> Sim<M> {
     fn end_of(&self, n: u32, mconn: ModelConn) -> Option<(u32, usize)> {
         self.nodes[n as usize]
             .conns
-            .get(&mconn)
-            .map(|&(c, d)| (c, d as usize))
+            .get(mconn)
+            .map(|(c, d)| (c, d as usize))
     }
 
     fn act(&mut self, n: u32, action: ModelAction) {
@@ -666,7 +671,7 @@ impl<M: NodeModel> Sim<M> {
             Some(t) if self.net.blocked(dialer, t) || hang => "hang",
             Some(_) if refuse => "refused",
             Some(_) => "accept",
-            None => match self.scenario.node_at(addr) {
+            None => match self.by_addr.get(&addr).map(|&i| i as usize) {
                 // A host that is powered off, behind NAT, or not there: the SYN is lost.
                 Some(i)
                     if self.nodes[i].nat || self.nodes[i].down_how == Some(DownHow::PowerOff) =>
@@ -811,10 +816,13 @@ impl<M: NodeModel> Sim<M> {
                 }
                 pipe.buf.push(frame);
                 pipe.pushed += frame.len() as u64;
-                pipe.frames.push_back(FrameMeta {
-                    end_offset: pipe.pushed,
-                    info,
-                });
+                // Only pings and pongs are watched on arrival; other frames need no record.
+                if info.nonce.is_some() {
+                    pipe.frames.push_back(FrameMeta {
+                        end_offset: pipe.pushed,
+                        info,
+                    });
+                }
             });
             (end.node, end.inc, end.mconn, before)
         };
@@ -876,8 +884,7 @@ impl<M: NodeModel> Sim<M> {
             }
             Kind::Pong => {
                 let end = &mut self.conns[c as usize].ends[d];
-                if let Some(i) = end.pings_in.iter().position(|&x| x == nonce) {
-                    end.pings_in.swap_remove(i);
+                if end.pings_in.take_first(|&x| x == nonce).is_some() {
                     return;
                 }
                 // Not a ping received here: was it received on another connection of this node?
@@ -885,15 +892,14 @@ impl<M: NodeModel> Sim<M> {
                 let others: Vec<(u32, usize)> = self.nodes[n as usize]
                     .conns
                     .values()
-                    .map(|&(c2, d2)| (c2, d2 as usize))
+                    .map(|(c2, d2)| (c2, d2 as usize))
                     .collect();
                 for (c2, d2) in others {
                     if c2 == c {
                         continue;
                     }
                     let e2 = &mut self.conns[c2 as usize].ends[d2];
-                    if let Some(i) = e2.pings_in.iter().position(|&x| x == nonce) {
-                        e2.pings_in.swap_remove(i);
+                    if e2.pings_in.take_first(|&x| x == nonce).is_some() {
                         self.violation(
                             "pong_on_wrong_connection",
                             format!("n{n} answered ping {nonce:#x} received on connection {c2} with a pong on connection {c}"),
@@ -959,14 +965,12 @@ impl<M: NodeModel> Sim<M> {
                     self.conns[c as usize].pipes[d].held = true;
                     return;
                 }
-                let mut buf = std::mem::take(&mut self.scratch);
-                buf.clear();
+                let len = len as usize;
                 let mut metas = std::mem::take(&mut self.meta_tmp);
                 metas.clear();
                 {
                     let pipe = &mut self.conns[c as usize].pipes[d];
                     pipe.items.pop_front();
-                    pipe.buf.pop_into(len as usize, &mut buf);
                     pipe.delivered += len as u64;
                     while let Some(f) = pipe.frames.front() {
                         if f.end_offset > pipe.delivered {
@@ -985,14 +989,17 @@ impl<M: NodeModel> Sim<M> {
                     for info in metas.iter() {
                         self.observe_received(c, r, *info, now);
                     }
-                    if let Some(m) = self.nodes[n as usize].model.as_mut() {
-                        m.bytes_in(now, mconn, &buf);
-                    }
-                    self.scratch = buf;
                     self.meta_tmp = metas;
+                    // The model reads the chunk where it lies in the pipe: no copy.
+                    let Sim { conns, nodes, .. } = self;
+                    let buf = &mut conns[c as usize].pipes[d].buf;
+                    if let Some(m) = nodes[n as usize].model.as_mut() {
+                        m.bytes_in(now, mconn, buf.front(len));
+                    }
+                    buf.consume(len);
                     self.drain(n);
                 } else {
-                    self.scratch = buf;
+                    self.conns[c as usize].pipes[d].buf.consume(len);
                     self.meta_tmp = metas;
                     let restarted = n != u32::MAX
                         && state == EndState::Closed
@@ -1059,8 +1066,7 @@ impl<M: NodeModel> Sim<M> {
             }
             Kind::Pong => {
                 let end = &mut self.conns[c as usize].ends[r];
-                if let Some(i) = end.pings_out.iter().position(|&(x, _)| x == nonce) {
-                    let (_, sent) = end.pings_out.swap_remove(i);
+                if let Some((_, sent)) = end.pings_out.take_first(|&(x, _)| x == nonce) {
                     self.rtt.record(now - sent);
                     if r == 0 {
                         self.pings_outbound.answered += 1;
@@ -1090,16 +1096,17 @@ impl<M: NodeModel> Sim<M> {
         } else {
             &mut self.pings_inbound
         };
-        for (_, sent) in end.pings_out.drain(..) {
+        for &(_, sent) in end.pings_out.iter() {
             if now - sent >= PING_LOSS_AGE {
                 stats.lost += 1;
             } else {
                 stats.undecided += 1;
             }
         }
+        end.pings_out.clear();
         let (n, mconn) = (end.node, end.mconn);
-        if self.nodes[n as usize].conns.get(&mconn) == Some(&(c, d as u8)) {
-            self.nodes[n as usize].conns.remove(&mconn);
+        if self.nodes[n as usize].conns.get(mconn) == Some((c, d as u8)) {
+            self.nodes[n as usize].conns.remove(mconn);
         }
         if conn.close_reason.is_empty() {
             conn.close_reason = reason;
@@ -1356,7 +1363,7 @@ impl<M: NodeModel> Sim<M> {
             self.drain(n);
             self.settle();
         }
-        let ends: Vec<(u32, u8)> = self.nodes[n as usize].conns.values().copied().collect();
+        let ends: Vec<(u32, u8)> = self.nodes[n as usize].conns.values().collect();
         for (c, d) in ends {
             let d = d as usize;
             let unread = !self.conns[c as usize].pipes[1 - d].items.is_empty();
@@ -1454,13 +1461,14 @@ impl<M: NodeModel> Sim<M> {
                 } else {
                     &mut self.pings_inbound
                 };
-                for (_, sent) in end.pings_out.drain(..) {
+                for &(_, sent) in end.pings_out.iter() {
                     if now - sent >= PING_LOSS_AGE {
                         stats.lost += 1;
                     } else {
                         stats.undecided += 1;
                     }
                 }
+                end.pings_out.clear();
             }
         }
         self.h(99, self.events, 0);

@@ -1,6 +1,8 @@
 //! The virtual network: who can reach whom right now, what is filtered, how late bytes arrive.
 
 pub mod link;
+pub mod small_deque;
+pub mod small_vec;
 pub mod wire;
 
 use crate::faults::{Filter, Side};
