@@ -35,7 +35,7 @@ pub const CATALOG: &[Entry] = &[
     },
     Entry {
         name: "mesh",
-        about: "N nodes on distinct IPs, fully connected (8 random outbound each above 100 nodes), the ping workload",
+        about: "N nodes on distinct IPs, fully connected (8 random outbound each above 100 nodes), the ping workload over a WAN (no random splits)",
         default_nodes: 50,
         default_duration: HOUR,
         build: seed3::mesh,
