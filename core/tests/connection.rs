@@ -523,3 +523,49 @@ fn a_self_connection_is_dropped_and_that_address_never_dialed_again() {
         .any(|(r, _)| *r == GoodbyeReason::SelfConnection));
     assert!(peer_ids(&mut net, a).is_empty());
 }
+
+/// Driver contract, `recycle`: a buffer given back after its bytes were written carries a
+/// later frame (cleared first), so a driver that recycles answers pings without allocating.
+#[test]
+fn a_recycled_send_buffer_carries_the_next_frame() {
+    let mut s = Script::new(0);
+    while let Some(a) = s.m.poll_action() {
+        if let Action::Send { conn, data } = a {
+            s.m.handle(
+                s.now,
+                timed_core::Input::Written {
+                    conn,
+                    bytes: data.len(),
+                },
+            );
+        }
+    }
+    // A buffer no frame would be allocated with, still holding old bytes.
+    let mut buf = Vec::with_capacity(1000);
+    buf.extend_from_slice(b"bytes of an earlier frame");
+    s.m.recycle(buf);
+
+    s.send(Message::Ping { nonce: 7 });
+    let pong = loop {
+        match s.m.poll_action().expect("a pong is sent") {
+            Action::Send { data, .. } => break data,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        pong.capacity(),
+        1000,
+        "the pong was written into the recycled buffer"
+    );
+    let mut d = FrameDecoder::new(u32::MAX);
+    d.push(&pong);
+    let payload = d.next_frame().expect("whole frame").expect("one frame");
+    assert!(matches!(
+        Message::decode(payload),
+        Ok(Decoded::Known(Message::Pong { nonce: 7 }))
+    ));
+    assert!(
+        d.next_frame().expect("nothing left").is_none(),
+        "no stale bytes"
+    );
+}

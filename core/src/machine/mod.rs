@@ -164,9 +164,18 @@ pub struct PeerMachine<S: Store> {
     bans: Bans,
     chain: ChainState,
     /// Scratch buffer frames are encoded into before being copied out at their exact size
-    /// (one allocation per frame, no regrowth while serializing).
+    /// (no regrowth while serializing).
     enc: Vec<u8>,
+    /// Buffers of sent frames the driver gave back ([`PeerMachine::recycle`]); new frames are
+    /// written into them, so a driver that recycles sends without allocating.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most buffers kept for reuse, and the largest capacity worth keeping: enough for the
+/// frames of a busy interval (pings, pongs, small requests), without holding block-sized
+/// buffers for frames of a few bytes.
+const SPARE_MAX: usize = 64;
+const SPARE_CAPACITY_MAX: usize = 4096;
 
 /// The `Config` values read on the per-frame paths.
 #[derive(Debug, Clone, Copy)]
@@ -226,6 +235,7 @@ impl<S: Store> PeerMachine<S> {
             stopped: false,
             now,
             enc: Vec::new(),
+            spare: Vec::new(),
         };
         for addr in m.cfg.persistent_peers.clone() {
             m.add_target(now, addr, true);
@@ -300,6 +310,29 @@ impl<S: Store> PeerMachine<S> {
     /// The next thing the driver must do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// Gives back the buffer of an [`Action::Send`] once its bytes are written (or copied
+    /// elsewhere): the machine writes later frames into it instead of allocating a new one.
+    ///
+    /// Optional. A driver that drops the buffers loses only the reuse; one that recycles
+    /// them sends pings, pongs and other small frames without touching the allocator. The
+    /// machine keeps a bounded number of small buffers and drops the rest.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_MAX && buf.capacity() <= SPARE_CAPACITY_MAX {
+            self.spare.push(buf);
+        }
+    }
+
+    /// An empty buffer for a frame: a recycled one if there is any.
+    fn frame_buf(&mut self) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut v) => {
+                v.clear();
+                v
+            }
+            None => Vec::with_capacity(64),
+        }
     }
 
     // ---- application → machine -----------------------------------------------------------
@@ -601,7 +634,9 @@ impl<S: Store> PeerMachine<S> {
         if let Message::Ping { .. } | Message::Pong { .. } = msg {
             // The hot path: encoded straight into a buffer of its own (a few bytes), with no
             // detour through `enc`.
-            return self.send_control(conn, msg.to_frame());
+            let mut frame = self.frame_buf();
+            msg.encode_frame(&mut frame);
+            return self.send_control(conn, frame);
         }
         let kind = msg.kind();
         let is_response = matches!(msg, Message::Response { .. });
@@ -617,7 +652,13 @@ impl<S: Store> PeerMachine<S> {
     fn encode(&mut self, msg: &Message) -> Vec<u8> {
         self.enc.clear();
         msg.encode_frame(&mut self.enc);
-        let frame = self.enc.as_slice().to_vec();
+        let frame = if self.enc.len() <= SPARE_CAPACITY_MAX {
+            let mut v = self.frame_buf();
+            v.extend_from_slice(&self.enc);
+            v
+        } else {
+            self.enc.as_slice().to_vec()
+        };
         if self.enc.capacity() > 64 * 1024 {
             // Do not keep a block-sized buffer around for every small frame after.
             self.enc = Vec::new();

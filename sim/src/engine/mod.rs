@@ -464,6 +464,10 @@ impl<M: NodeModel> Sim<M> {
                         }
                     }
                 }
+                // The bytes are in the pipe now: the buffer goes back for the next frame.
+                if let Some(m) = self.nodes[n as usize].model.as_mut() {
+                    m.recycle(data);
+                }
             }
             ModelAction::Close { conn } => {
                 self.h(11, n as u64, conn);

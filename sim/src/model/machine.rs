@@ -277,6 +277,10 @@ impl NodeModel for Machine {
         Some(id)
     }
 
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.m.recycle(buf);
+    }
+
     fn send_queue(&self, conn: ModelConn) -> Option<(usize, usize)> {
         self.m
             .send_queue_len(ConnId(conn))

@@ -133,6 +133,8 @@ pub trait NodeModel: Sized {
     fn query(&mut self, _now: Micros, _peer: [u8; 32]) -> Option<u64> {
         None
     }
+    /// Takes back the buffer of a `ModelAction::Send` once the engine has copied its bytes.
+    fn recycle(&mut self, _buf: Vec<u8>) {}
     /// Bytes queued for `conn` (machine and transport), and the bound they must stay within.
     fn send_queue(&self, _conn: ModelConn) -> Option<(usize, usize)> {
         None
