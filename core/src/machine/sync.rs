@@ -198,7 +198,7 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let (listen, dir) = (c.listen_addr(), c.dir);
+        let listen = c.listen_addr();
         if let Some(r) = &c.remote {
             self.chain
                 .peer_best
@@ -207,15 +207,14 @@ impl<S: Store> PeerMachine<S> {
         if let Some(addr) = listen {
             self.learn_addr(addr, Some(node), true);
         }
-        let _ = dir;
-        let _ = self.send_request(
-            now,
-            conn,
-            Origin::Chain(ChainReq::Peers),
-            RequestBody::Peers,
-            None,
-        );
+        self.ask_chain(now, conn, ChainReq::Peers, RequestBody::Peers);
         self.drive_sync(now);
+    }
+
+    /// A best-effort chain-layer request: it fails at once only if the connection is going
+    /// (`PeerGone`) or at its in-flight cap, and either way the next interval asks again.
+    fn ask_chain(&mut self, now: Instant, conn: ConnId, req: ChainReq, body: RequestBody) {
+        let _ = self.send_request(now, conn, Origin::Chain(req), body, None);
     }
 
     pub(crate) fn chain_peer_down(&mut self, now: Instant, node: NodeId) {
@@ -956,20 +955,8 @@ impl<S: Store> PeerMachine<S> {
         if !self.peers.is_empty() {
             let pick = (self.rng.next_u64() % self.peers.len() as u64) as usize;
             if let Some(&conn) = self.peers.values().nth(pick) {
-                let _ = self.send_request(
-                    now,
-                    conn,
-                    Origin::Chain(ChainReq::Peers),
-                    RequestBody::Peers,
-                    None,
-                );
-                let _ = self.send_request(
-                    now,
-                    conn,
-                    Origin::Chain(ChainReq::Tip),
-                    RequestBody::Tip,
-                    None,
-                );
+                self.ask_chain(now, conn, ChainReq::Peers, RequestBody::Peers);
+                self.ask_chain(now, conn, ChainReq::Tip, RequestBody::Tip);
             }
         }
         self.top_up_outbound(now);
