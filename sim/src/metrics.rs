@@ -96,6 +96,23 @@ pub struct PingStats {
 }
 
 impl PingStats {
+    /// Judges pings still unanswered when their connection ended (or the run did): lost if
+    /// sent at least `loss_age` before `now`, otherwise undecided.
+    pub fn judge_unanswered(
+        &mut self,
+        now: crate::time::Micros,
+        loss_age: crate::time::Micros,
+        sent_at: impl Iterator<Item = crate::time::Micros>,
+    ) {
+        for sent in sent_at {
+            if now - sent >= loss_age {
+                self.lost += 1;
+            } else {
+                self.undecided += 1;
+            }
+        }
+    }
+
     pub fn success_rate(&self) -> Option<f64> {
         let judged = self.answered + self.lost;
         (judged > 0).then(|| self.answered as f64 / judged as f64)

@@ -1100,13 +1100,7 @@ impl<M: NodeModel> Sim<M> {
         } else {
             &mut self.pings_inbound
         };
-        for &(_, sent) in end.pings_out.iter() {
-            if now - sent >= PING_LOSS_AGE {
-                stats.lost += 1;
-            } else {
-                stats.undecided += 1;
-            }
-        }
+        stats.judge_unanswered(now, PING_LOSS_AGE, end.pings_out.iter().map(|&(_, t)| t));
         end.pings_out.clear();
         let (n, mconn) = (end.node, end.mconn);
         if self.nodes[n as usize].conns.get(mconn) == Some((c, d as u8)) {
@@ -1465,13 +1459,7 @@ impl<M: NodeModel> Sim<M> {
                 } else {
                     &mut self.pings_inbound
                 };
-                for &(_, sent) in end.pings_out.iter() {
-                    if now - sent >= PING_LOSS_AGE {
-                        stats.lost += 1;
-                    } else {
-                        stats.undecided += 1;
-                    }
-                }
+                stats.judge_unanswered(now, PING_LOSS_AGE, end.pings_out.iter().map(|&(_, t)| t));
                 end.pings_out.clear();
             }
         }
