@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use timed_core::testing::Switchboard;
 use timed_core::wire::{Decoded, FrameDecoder, Message, MessageKind};
-use timed_core::{Action, DownReason, GoodbyeReason, Instant, NodeEvent};
+use timed_core::{Action, Direction, DownReason, GoodbyeReason, Instant, NodeEvent};
 
 #[test]
 fn simultaneous_open_converges_to_one_connection_and_both_ends_agree() {
@@ -172,8 +172,9 @@ fn a_pong_always_leaves_on_the_connection_its_ping_arrived_on() {
             );
         }
     }
+    // Three connections, each kept alive by its dialer: 120 pings an hour each.
     assert!(
-        pings > 3 * 2 * 100,
+        pings > 3 * 100,
         "expected steady pinging, saw {pings} pings"
     );
     for n in [n1, n2, n3] {
@@ -210,8 +211,14 @@ fn a_healthy_pair_stays_connected_for_24_virtual_hours_with_every_ping_answered(
         assert_eq!(s.counters.reconnects, 0);
         assert_eq!(peer_downs(&net, n), 0);
         let p = &s.peers[0];
-        // 24 h / 30 s = 2880 pings, plus the first one at connect.
-        assert!(p.pings_sent >= 2880, "pings sent: {}", p.pings_sent);
+        match p.direction {
+            // The dialer keeps the link alive: 24 h / 30 s = 2880 pings, plus one at connect.
+            Direction::Outbound => assert!(p.pings_sent >= 2880, "pings sent: {}", p.pings_sent),
+            // The acceptor pings once, at connect, for its RTT; the dialer's pings keep it
+            // sure of the peer after that.
+            Direction::Inbound => assert_eq!(p.pings_sent, 1, "acceptor's pings"),
+        }
+        assert!(p.rtt.is_some(), "both ends measured the RTT");
         assert!(
             p.pongs_received + 1 >= p.pings_sent,
             "{} pings, {} pongs",
@@ -220,6 +227,76 @@ fn a_healthy_pair_stays_connected_for_24_virtual_hours_with_every_ping_answered(
         );
         assert_eq!(s.counters.ping_timeouts, 0);
     }
+}
+
+/// The dialer keeps a connection alive, but the acceptor does not depend on it: when the
+/// dialer's pings stop arriving (here: a filter eats them; in the field: an implementation
+/// that never pings), the acceptor pings on its own grid, the dialer hears from it, and the
+/// link survives with nobody timing out.
+#[test]
+fn an_acceptor_whose_dialer_stops_pinging_keeps_the_link_alive_itself() {
+    let mut net = Switchboard::new();
+    let acceptor = add(&mut net, 1, "127.0.0.1:7000", &[]);
+    let dialer = add(&mut net, 2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
+    net.run_for(secs(120));
+    assert_single_link(&mut net, acceptor, dialer);
+    let before = net.machine(acceptor).status().peers[0].pings_sent;
+    assert_eq!(
+        before, 1,
+        "while the dialer pings, the acceptor only pinged at connect"
+    );
+
+    net.set_filter(Box::new(move |from, _to, m| {
+        from == dialer && matches!(m, Message::Ping { .. })
+    }));
+    net.run_for(secs(3600));
+    assert_single_link(&mut net, acceptor, dialer);
+    for n in [acceptor, dialer] {
+        let s = net.machine(n).status();
+        assert_eq!(s.counters.ping_timeouts, 0, "node {n} timed out");
+        assert_eq!(peer_downs(&net, n), 0);
+    }
+    let p = net.machine(acceptor).status().peers[0].clone();
+    assert!(
+        p.pings_sent - before >= 115,
+        "the acceptor took over the pinging: {} pings in the hour",
+        p.pings_sent - before
+    );
+    assert!(p.pongs_received + 1 >= p.pings_sent);
+}
+
+/// A dialer that vanishes without a FIN is noticed by the acceptor, which was not pinging
+/// it, at the same instant as before: last frame + ping timeout.
+#[test]
+fn an_acceptor_drops_a_silent_dialer_at_the_ping_timeout() {
+    let mut net = Switchboard::new();
+    let acceptor = add(&mut net, 1, "127.0.0.1:7000", &[]);
+    let dialer = add(&mut net, 2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
+    net.run_for(secs(300));
+    assert_single_link(&mut net, acceptor, dialer);
+    let _store = net.crash(dialer);
+    let crashed_at = net.now();
+    net.run_for(secs(200));
+    let s = net.machine(acceptor).status();
+    assert_eq!(s.counters.ping_timeouts, 1);
+    assert!(s.peers.is_empty());
+    let down_at = net
+        .events(acceptor)
+        .iter()
+        .find_map(|(t, e)| matches!(e, NodeEvent::PeerDown { .. }).then_some(*t))
+        .expect("the acceptor reports the dialer down");
+    let timeout = net.machine(acceptor).config().ping_timeout;
+    // The dialer's last frame arrived at most one interval before the crash (and at most
+    // one 1 ms latency after it).
+    let interval = net.machine(acceptor).config().ping_interval;
+    assert!(
+        down_at <= crashed_at + timeout + secs(1),
+        "dropped at {down_at:?}"
+    );
+    assert!(
+        down_at + interval >= crashed_at + timeout,
+        "dropped at {down_at:?}"
+    );
 }
 
 /// "No per-tick work" (issue 4, item 9): a node in step with its peers wakes for its pings

@@ -86,6 +86,7 @@ async fn peers(State(s): State<ApiState>) -> Response {
                 "connected_secs": now.saturating_since(p.connected_since).as_secs(),
                 "pings_sent": p.pings_sent,
                 "pongs_received": p.pongs_received,
+                "pings_received": p.pings_received,
                 "best_height": p.best_height,
                 "user_agent": p.user_agent,
             })

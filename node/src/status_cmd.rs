@@ -78,8 +78,8 @@ pub fn render(status: &Value, peers: &Value) -> String {
         s("syncing")
     );
     out += &format!(
-        "{:<10} {:<9} {:<22} {:>9} {:>10} {:>7} {:>7} {:>7}\n",
-        "PEER", "DIR", "REMOTE", "RTT ms", "CONNECTED", "PINGS", "PONGS", "PONG %"
+        "{:<10} {:<9} {:<22} {:>9} {:>10} {:>7} {:>7} {:>7} {:>8}\n",
+        "PEER", "DIR", "REMOTE", "RTT ms", "CONNECTED", "PINGS", "PONGS", "PONG %", "PINGS IN"
     );
     for p in peers.as_array().map(|a| a.as_slice()).unwrap_or_default() {
         let g = |k: &str| p.get(k).cloned().unwrap_or(Value::Null);
@@ -95,7 +95,7 @@ pub fn render(status: &Value, peers: &Value) -> String {
             .map(|r| format!("{r:.2}"))
             .unwrap_or_else(|| "-".into());
         out += &format!(
-            "{:<10} {:<9} {:<22} {:>9} {:>9}s {:>7} {:>7} {:>7}\n",
+            "{:<10} {:<9} {:<22} {:>9} {:>9}s {:>7} {:>7} {:>7} {:>8}\n",
             short(g("node_id").as_str().unwrap_or("?")),
             g("direction").as_str().unwrap_or("?"),
             g("remote_addr").as_str().unwrap_or("?"),
@@ -103,7 +103,8 @@ pub fn render(status: &Value, peers: &Value) -> String {
             g("connected_secs").as_u64().unwrap_or(0),
             pings,
             pongs,
-            rate
+            rate,
+            g("pings_received").as_u64().unwrap_or(0)
         );
     }
     out

@@ -66,7 +66,12 @@ pub(crate) struct Conn {
     /// Here, in the padding of line 0, because counting outbound connections reads it for
     /// every connection.
     pub dir: Direction,
-    pub ping_slot: usize,
+    /// Whether the peer has pinged us on this connection, and when it last did: an inbound
+    /// connection whose dialer keeps pinging needs no pings of ours (see
+    /// `PeerMachine::ping_tick`).
+    pub peer_pings: bool,
+    pub ping_slot: u8,
+    pub last_ping_in: Instant,
 
     // Line 1: the send side. `control` always drains before `bulk`.
     pub control: VecDeque<Vec<u8>>,
@@ -79,6 +84,8 @@ pub(crate) struct Conn {
     pub decoder: Option<FrameDecoder>,
     pub pings_sent: u64,
     pub pongs_received: u64,
+    /// The peer's pings: on an inbound connection, the liveness its dialer keeps up.
+    pub pings_received: u64,
     pub rtt: Option<Duration>,
     /// A probe ping (nonce) sent because `ConnId`, a newer connection, claims this node.
     pub probe: Option<(u64, ConnId)>,
@@ -103,7 +110,7 @@ pub(crate) struct Frame {
 // 64-bit targets; elsewhere the layout is still valid, just not tuned.
 #[cfg(target_pointer_width = "64")]
 const _: () = {
-    assert!(core::mem::offset_of!(Conn, ping_slot) + 8 <= 64);
+    assert!(core::mem::offset_of!(Conn, last_ping_in) + 8 <= 64);
     assert!(core::mem::offset_of!(Conn, control) == 64);
     assert!(core::mem::offset_of!(Conn, pings) == 128);
     assert!(core::mem::offset_of!(Conn, probe) + 24 <= 320);
@@ -135,8 +142,11 @@ impl Conn {
             // Nonce 0 is never sent (see `next_nonce`), so empty slots never match a pong.
             pings: [(0, Instant::ZERO); PING_SLOTS],
             ping_slot: 0,
+            peer_pings: false,
+            last_ping_in: Instant::ZERO,
             pings_sent: 0,
             pongs_received: 0,
+            pings_received: 0,
             rtt: None,
             probe: None,
             next_req_id: 1,
@@ -162,8 +172,9 @@ impl Conn {
     }
 
     pub fn record_ping(&mut self, nonce: u64, now: Instant) {
-        self.pings[self.ping_slot] = (nonce, now);
-        self.ping_slot = (self.ping_slot + 1) % PING_SLOTS;
+        let slot = usize::from(self.ping_slot) % PING_SLOTS;
+        self.pings[slot] = (nonce, now);
+        self.ping_slot = ((slot + 1) % PING_SLOTS) as u8;
         self.pings_sent += 1;
     }
 
@@ -176,6 +187,18 @@ impl Conn {
         let sent = slot.1;
         *slot = (0, Instant::ZERO);
         Some(sent)
+    }
+
+    /// The peer pinged us: it is alive, and it is keeping this connection alive.
+    pub fn ping_received(&mut self, now: Instant) {
+        self.peer_pings = true;
+        self.last_ping_in = now;
+        self.pings_received += 1;
+    }
+
+    /// Whether the peer pinged us within `window` before `now`.
+    pub fn pinged_within(&self, now: Instant, window: Duration) -> bool {
+        self.peer_pings && now.saturating_since(self.last_ping_in) < window
     }
 
     pub fn remember_expired(&mut self, id: u64) {

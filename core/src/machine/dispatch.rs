@@ -139,7 +139,12 @@ impl<S: Store> PeerMachine<S> {
         match msg {
             Message::Hello(_) => self.misbehave(now, conn, Misbehaviour::Protocol, "second Hello"),
             Message::Goodbye(_) => {}
-            Message::Ping { nonce } => self.send_msg(conn, &Message::Pong { nonce }),
+            Message::Ping { nonce } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.ping_received(now);
+                }
+                self.send_msg(conn, &Message::Pong { nonce })
+            }
             Message::Pong { nonce } => {
                 if self.probe_answered(now, conn, nonce) {
                     return;

@@ -46,6 +46,9 @@ pub struct PeerStatus {
     pub connected_since: Instant,
     pub pings_sent: u64,
     pub pongs_received: u64,
+    /// Pings the peer sent us. The dialer keeps a connection alive, so on an inbound
+    /// connection this, not `pings_sent`, is what keeps counting.
+    pub pings_received: u64,
     pub best_height: u64,
     pub user_agent: String,
 }
