@@ -423,15 +423,26 @@ fn the_address_book_stays_within_its_bound_whatever_peers_send() {
     let mut s = Script::new(0);
     let (msgs, _, _) = s.outputs();
     let max = s.m.config().addr_book_max;
-    // Answer the automatic peers request, then keep sending more via fresh requests.
-    let peers_req = msgs.iter().find_map(|m| match m {
-        Message::Request {
-            id,
-            body: RequestBody::Peers,
-        } => Some(*id),
-        _ => None,
-    });
-    let rid = peers_req.expect("asks for peers after the handshake");
+    let peers_req = |msgs: &[Message]| {
+        msgs.iter().find_map(|m| match m {
+            Message::Request {
+                id,
+                body: RequestBody::Peers,
+            } => Some(*id),
+            _ => None,
+        })
+    };
+    // The scripted peer dialed us: only peers we chose are asked for addresses at once, so
+    // the first request comes from the periodic exchange. Answer it, then keep sending more
+    // via fresh requests.
+    assert_eq!(
+        peers_req(&msgs),
+        None,
+        "an inbound peer is not asked at connect"
+    );
+    let interval = s.m.config().peer_exchange_interval;
+    let msgs = s.advance(interval);
+    let rid = peers_req(&msgs).expect("the periodic exchange asks it");
     let list: Vec<PeerAddr> = (0..100u32)
         .map(|i| PeerAddr::V4([10, 0, (i >> 8) as u8, i as u8], 24200))
         .collect();
@@ -444,7 +455,6 @@ fn the_address_book_stays_within_its_bound_whatever_peers_send() {
     assert_eq!(s.m.status().addr_book_len, 100);
     // Many more rounds through the periodic exchange.
     for round in 0..30u32 {
-        let interval = s.m.config().peer_exchange_interval;
         for m in s.advance(interval) {
             if let Message::Request {
                 id,
@@ -517,5 +527,39 @@ fn a_peer_lost_with_ranges_in_flight_leaves_no_range_stuck() {
         tip(&mut net, f),
         tip(&mut net, p),
         "sync resumed after the reconnect"
+    );
+}
+
+/// Addresses come from peers we chose: a dialer asks the peer it dialed for addresses as soon
+/// as the handshake is done; the acceptor does not ask back (anyone can dial in, and a book
+/// filled by whoever dialed in is one an attacker can fill). It polls its peers only through
+/// the periodic exchange.
+#[test]
+fn only_the_dialer_asks_for_addresses_when_a_connection_comes_up() {
+    let mut net = Switchboard::new();
+    net.enable_trace();
+    let acceptor = add(&mut net, 1, "127.0.0.1:7000", &[]);
+    let dialer = add(&mut net, 2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
+    net.run_for(secs(10));
+    let asks = |from| {
+        net.trace()
+            .iter()
+            .filter(|t| {
+                t.from.0 == from
+                    && matches!(
+                        t.message,
+                        Message::Request {
+                            body: RequestBody::Peers,
+                            ..
+                        }
+                    )
+            })
+            .count()
+    };
+    assert_eq!(asks(dialer), 1, "the dialer asks the peer it chose");
+    assert_eq!(
+        asks(acceptor),
+        0,
+        "the acceptor does not ask whoever dialed in"
     );
 }

@@ -62,10 +62,11 @@ fn an_unanswered_query_times_out_once_and_a_late_response_is_ignored_quietly() {
         .machine(a)
         .peer_conn(id(2))
         .expect("a timeout is not a disconnect");
-    // The response finally arrives (ids on a fresh connection: 1 = the automatic peers
-    // request, 2 = ours): it is dropped quietly, not treated as unsolicited.
+    // The response finally arrives (ids on a fresh connection count from 1, and `a`, which
+    // accepted this connection, sent no request on it before ours): it is dropped quietly,
+    // not treated as unsolicited.
     let late = Message::Response {
-        id: 2,
+        id: 1,
         body: ResponseBody::Tip {
             height: 0,
             hash: timed_core::BlockHash([0; 32]),

@@ -57,7 +57,11 @@ fn machine_seed_3node_never_reconnects_keeps_one_connection_per_pair_and_answers
         assert_eq!(s.pong_success_rate, Some(1.0), "seed {seed}");
         assert_eq!(s.ping_timeouts, 0, "seed {seed}");
         // Three connections for an hour, each pinged every 30 s by its dialer.
-        assert!(s.pings_sent > 3 * 115, "seed {seed}: {} pings", s.pings_sent);
+        assert!(
+            s.pings_sent > 3 * 115,
+            "seed {seed}: {} pings",
+            s.pings_sent
+        );
         assert!(
             s.queries_ok > 0 && s.queries_failed == 0,
             "seed {seed}: {} ok {} failed",

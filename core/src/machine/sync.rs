@@ -204,10 +204,18 @@ impl<S: Store> PeerMachine<S> {
                 .peer_best
                 .insert(node, (r.best_height, r.best_hash));
         }
+        let dialed = c.dir == Direction::Outbound;
         if let Some(addr) = listen {
             self.learn_addr(addr, Some(node), true);
         }
-        self.ask_chain(now, conn, ChainReq::Peers, RequestBody::Peers);
+        // Ask a new peer for addresses only if we chose it (as Bitcoin Core sends `getaddr`
+        // only to outbound peers): anyone can connect to us, and a book filled by whoever
+        // dialed in is a book an attacker can fill. It also halves the address traffic of a
+        // network coming up (one exchange per connection, not two). Inbound peers are still
+        // polled by the periodic exchange, so a node nobody dials out from still learns.
+        if dialed {
+            self.ask_chain(now, conn, ChainReq::Peers, RequestBody::Peers);
+        }
         self.drive_sync(now);
     }
 
@@ -948,7 +956,7 @@ impl<S: Store> PeerMachine<S> {
         self.timers
             .set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
         // One peer per interval, picked at random: every peer already told us its tip in its
-        // `Hello` and announces new blocks, and every new peer is asked for addresses when it
+        // `Hello` and announces new blocks, and every peer we dial is asked for addresses when it
         // comes up, so this poll is only the safety net for lost announcements and a stale
         // book. Polling every peer each time cost O(peers²) messages across the network for
         // no added information.
@@ -976,8 +984,15 @@ impl<S: Store> PeerMachine<S> {
             self.chain.addr_node.insert(addr, n);
         }
         let key = PeerAddr::from(addr);
+        let full = self.chain.book.len() >= self.cfg.addr_book_max;
+        if !seen && full && !self.chain.book.any_failing() {
+            // Hearsay into a full, healthy book changes nothing whether or not the address
+            // is known (a known one keeps its entry as it is): decided without a lookup,
+            // for every address of every `Peers` response once the book has filled.
+            return;
+        }
         let before = self.chain.book.get(&key).copied();
-        if before.is_none() && self.chain.book.len() >= self.cfg.addr_book_max {
+        if before.is_none() && full {
             // A hearsay address does not evict a known one unless that one is failing.
             if !seen && !self.chain.book.any_failing() {
                 return;
