@@ -26,6 +26,7 @@ pub mod wire;
 pub use chain::{Block, BlockHash, Header, Network, Tx, TxId};
 pub use config::{Config, ConfigError};
 pub use id::{ConnId, NodeId, QueryId};
+pub use machine::hot::Hop;
 pub use machine::{
     Action, CloseKind, Counters, Direction, DownReason, Input, Misbehaviour, NodeEvent,
     PeerMachine, PeerStatus, QueryError, Refused, Status, TxError,

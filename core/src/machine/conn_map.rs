@@ -109,6 +109,11 @@ impl<V> ConnMap<V> {
         self.keys.len()
     }
 
+    /// The key and value vectors themselves (for [`hot`](super::hot)).
+    pub fn raw(&self) -> (&[ConnId], &[V]) {
+        (&self.keys, &self.vals)
+    }
+
     /// Ascending by id.
     pub fn iter(&self) -> impl Iterator<Item = (&ConnId, &V)> {
         self.keys.iter().zip(self.vals.iter())

@@ -9,6 +9,7 @@ mod dedup;
 mod dial;
 mod dispatch;
 mod handshake;
+pub mod hot;
 mod io;
 mod query;
 mod status;

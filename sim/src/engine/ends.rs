@@ -32,6 +32,16 @@ impl Ends {
         }
     }
 
+    /// Where the entry of `mconn` lives (a prefetch hint; null if nowhere cheap to name).
+    #[inline]
+    pub fn slot_ptr(&self, mconn: ModelConn) -> *const u8 {
+        if (mconn as usize) < self.dense.len() {
+            self.dense.as_ptr().wrapping_add(mconn as usize).cast()
+        } else {
+            std::ptr::null()
+        }
+    }
+
     pub fn insert(&mut self, mconn: ModelConn, end: EndRef) {
         if mconn < DENSE_LIMIT {
             let i = mconn as usize;

@@ -7,8 +7,10 @@
 //! (`trace_hash`): the same seed and build reproduce the same hash.
 
 mod ends;
+mod prefetch;
 pub mod queue;
 mod trace_hash;
+mod warm;
 
 use crate::faults::{DownHow, Fault, FaultPlan, KillHow, Side};
 use crate::invariants::{Pair, Violation, Violations};
@@ -265,6 +267,7 @@ impl<M: NodeModel> Sim<M> {
             };
             self.now = t;
             self.events += 1;
+            self.warm();
             self.hash_event(ev);
             self.dispatch(ev);
             self.settle();

@@ -11,7 +11,8 @@
 //! ([`NodeModel::tip_log`]) for the same-tip check and the sync figures.
 
 use crate::model::{
-    CloseKind, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec, TipChange,
+    CloseKind, Hop, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec,
+    TipChange,
 };
 use crate::time::Micros;
 use std::net::SocketAddr;
@@ -146,6 +147,15 @@ impl NodeModel for Machine {
             now,
             tips,
         })
+    }
+
+    fn hot_lines(&self, conn: Option<ModelConn>, hop: Hop, out: &mut dyn FnMut(*const u8, usize)) {
+        let hop = match hop {
+            Hop::Model => timed_core::Hop::Machine,
+            Hop::Tables => timed_core::Hop::Tables,
+            Hop::Conn => timed_core::Hop::Conn,
+        };
+        self.m.hot_lines(conn.map(ConnId), hop, out);
     }
 
     fn crash(self) -> Option<Persisted> {

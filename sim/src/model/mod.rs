@@ -98,6 +98,18 @@ pub struct ModelCounters {
 
 /// One node's behaviour, driven by the engine.
 ///
+/// How far into a model's pointers [`NodeModel::hot_lines`] may look (the engine asks
+/// further for events that are nearer; see `Sim::warm`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Hop {
+    /// The model's own hot fields.
+    Model,
+    /// The storage of its tables (reads the hot fields).
+    Tables,
+    /// The state of the connection concerned (reads the tables).
+    Conn,
+}
+
 /// The contract is the one of `timed_core::PeerMachine` (see its docs), in virtual time:
 /// the engine calls one input method, then drains [`poll_action`](Self::poll_action), then
 /// re-reads [`poll_timeout`](Self::poll_timeout).
@@ -138,6 +150,11 @@ pub trait NodeModel: Sized {
     /// Bytes queued for `conn` (machine and transport), and the bound they must stay within.
     fn send_queue(&self, _conn: ModelConn) -> Option<(usize, usize)> {
         None
+    }
+    /// Memory an input for `conn` (or a timer, if `None`) will touch first, as `(address,
+    /// bytes)` runs, following at most `hop` pointers: a prefetch hint (see
+    /// `engine::prefetch`), never read by anyone. The default names nothing.
+    fn hot_lines(&self, _conn: Option<ModelConn>, _hop: Hop, _out: &mut dyn FnMut(*const u8, usize)) {
     }
     fn counters(&self) -> ModelCounters;
     /// Every tip this node has had, oldest first, across its restarts: the first entry is its

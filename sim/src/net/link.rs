@@ -95,6 +95,13 @@ impl ByteQueue {
     }
 
     /// Drops the first `n` bytes.
+    /// Where the next read starts and the next push lands (prefetch hints).
+    #[inline]
+    pub fn ends(&self) -> (*const u8, *const u8) {
+        let p = self.buf.as_ptr();
+        (p.wrapping_add(self.start), p.wrapping_add(self.buf.len()))
+    }
+
     #[inline]
     pub fn consume(&mut self, n: usize) {
         self.start += n.min(self.len());
