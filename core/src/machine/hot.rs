@@ -68,12 +68,7 @@ impl<S: Store> PeerMachine<S> {
     /// Calls `out(address, bytes)` for each run of memory an input for `conn` (or a timer, if
     /// `None`) will touch first, as far as `hop` allows. See the [module docs](self): a hint for
     /// drivers that prefetch, with no effect on the machine.
-    pub fn hot_lines(
-        &self,
-        conn: Option<ConnId>,
-        hop: Hop,
-        mut out: impl FnMut(*const u8, usize),
-    ) {
+    pub fn hot_lines(&self, conn: Option<ConnId>, hop: Hop, mut out: impl FnMut(*const u8, usize)) {
         match hop {
             Hop::Machine => out(
                 (self as *const Self).cast(),
@@ -88,7 +83,10 @@ impl<S: Store> PeerMachine<S> {
                 if let Some(buf) = self.spare.last() {
                     out(buf.as_ptr(), 1);
                 }
-                out(self.spare.as_ptr().cast(), size_of_val(self.spare.as_slice()));
+                out(
+                    self.spare.as_ptr().cast(),
+                    size_of_val(self.spare.as_slice()),
+                );
             }
             Hop::Conn => self.conns.conn_lines(conn, &mut out),
         }

@@ -55,25 +55,28 @@ fn min2(i: usize, ki: u128, j: usize, kj: u128) -> (usize, u128) {
 pub const AHEAD: usize = 6;
 
 /// Width of a calendar slot (see [`Queue`]).
-const SLOT_WIDTH: Micros = crate::time::SEC;
+const SLOT_WIDTH: Micros = crate::time::MS;
 /// Slots in the calendar ring: events further ahead wait in the overflow heap.
-const SLOTS: u64 = 4096;
+const SLOTS: u64 = 1 << 16;
 
 /// The pending events, popped in `(time, sequence)` order.
 ///
 /// Three tiers, so that the structure searched on every pop stays small and in cache:
 /// - `ahead`: the next [`AHEAD`] events, sorted (a prefetch window, see above);
-/// - `near`: a 4-ary heap of every other event due before `horizon`;
+/// - every other event due before the horizon: the last slot poured, as a sorted `run`, and
+///   `near`, a 4-ary heap of what was pushed for before the horizon since;
 /// - a calendar of one-second slots from `horizon` on (unsorted vectors, O(1) append), and an
 ///   `overflow` heap beyond the ring.
 ///
 /// A simulated node mostly schedules its next ping tick tens of seconds ahead and its
 /// deliveries milliseconds ahead; with one heap, 10 000 nodes' ping ticks made every pop sift
-/// through ~10⁴ entries that the rest of the event had pushed out of cache. Now only the
-/// current second's events are in the heap; a slot is poured into it when the heap runs dry.
+/// through ~10⁴ entries that the rest of the event had pushed out of cache. Now a slot is
+/// sorted once when the horizon reaches it, and the heap only holds what is scheduled within
+/// the current second (deliveries, mostly).
 ///
 /// Invariants: `ahead` is sorted and orders before every other entry, and is full whenever
-/// anything else is pending; every entry of `near` is due before `horizon`, every calendar
+/// anything else is pending; `run` is sorted latest first; every entry of `run` and `near` is
+/// due before the horizon, every calendar
 /// and overflow entry at or after it; a calendar entry for slot `k` sits in
 /// `slots[k % SLOTS]` and only if `k < horizon_slot + SLOTS`. The pop order is exactly that of
 /// one heap over `(time, sequence)`.
@@ -81,8 +84,11 @@ const SLOTS: u64 = 4096;
 pub struct Queue {
     ahead: [Entry; AHEAD],
     ahead_len: usize,
+    /// The last slot poured, sorted latest first (so the earliest pops off the end).
+    run: Vec<Entry>,
+    /// Events pushed, since that pour, for before the horizon.
     near: Heap,
-    /// First slot not yet poured into `near`.
+    /// First slot not yet poured.
     horizon_slot: u64,
     slots: Vec<Vec<Entry>>,
     /// Entries in `slots`.
@@ -99,6 +105,7 @@ impl Default for Queue {
                 ev: Ev::Liveness,
             }; AHEAD],
             ahead_len: 0,
+            run: Vec::new(),
             near: Heap::default(),
             horizon_slot: 0,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
@@ -164,7 +171,7 @@ impl Queue {
     /// The earliest entry behind the window.
     #[inline]
     fn pop_behind(&mut self) -> Option<Entry> {
-        while self.near.is_empty() {
+        while self.run.is_empty() && self.near.is_empty() {
             if self.in_slots == 0 {
                 // Skip the empty stretch up to the overflow's first entry (if any).
                 let first = self.overflow.peek()?;
@@ -172,20 +179,30 @@ impl Queue {
             }
             self.pour_next_slot();
         }
-        self.near.pop()
+        match (self.run.last(), self.near.peek()) {
+            (Some(r), Some(h)) if h.key < r.key => self.near.pop(),
+            (Some(_), _) => self.run.pop(),
+            (None, _) => self.near.pop(),
+        }
     }
 
-    /// Moves the slot at the horizon into the heap and advances the horizon by one slot,
-    /// filing the overflow entries the ring now reaches.
+    /// Makes the slot at the horizon the sorted run (the run and the heap are empty) and
+    /// advances the horizon by one slot, filing the overflow entries the ring now reaches.
+    ///
+    /// Sorting a whole slot at once reads and writes it in order, in cache; pushing its
+    /// entries one by one into a heap cost a walk through cold heap levels per entry, and a
+    /// simulation whose nodes all booted together has thousands of ping ticks in one second.
     fn pour_next_slot(&mut self) {
         let k = self.horizon_slot;
-        let mut bucket = std::mem::take(&mut self.slots[(k % SLOTS) as usize]);
-        self.in_slots -= bucket.len();
-        for e in bucket.drain(..) {
-            self.near.push(e);
+        let i = (k % SLOTS) as usize;
+        // The run is empty: swap its capacity into the ring for the slot's next turn (unless
+        // a burst made it large: a ring of mostly idle slots should not each hold one).
+        std::mem::swap(&mut self.run, &mut self.slots[i]);
+        if self.slots[i].capacity() > 256 {
+            self.slots[i] = Vec::new();
         }
-        // Keep the capacity: the same slot fills again one ring turn later.
-        self.slots[(k % SLOTS) as usize] = bucket;
+        self.in_slots -= self.run.len();
+        self.run.sort_unstable_by(|a, b| b.key.cmp(&a.key));
         self.horizon_slot = k + 1;
         let reach = self.horizon_slot + SLOTS;
         while let Some(e) = self.overflow.peek() {
@@ -230,7 +247,7 @@ impl Queue {
     }
 
     pub fn len(&self) -> usize {
-        self.ahead_len + self.near.len() + self.in_slots + self.overflow.len()
+        self.ahead_len + self.run.len() + self.near.len() + self.in_slots + self.overflow.len()
     }
 
     pub fn is_empty(&self) -> bool {

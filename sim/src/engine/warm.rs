@@ -2,10 +2,11 @@
 //!
 //! An event reaches its memory through a chain of pointers: the connection names the node,
 //! the node holds the model, the model's tables hold the connection state. A line can only be
-//! asked for once the line that points to it has arrived, so each event is warmed in stages
-//! as it moves up the window: the furthest events get the lines their number alone locates,
-//! nearer ones the lines behind one more pointer, and so on. Each stage reads only lines the
-//! previous stage asked for, one event earlier.
+//! read once it has arrived, so each event is warmed in stages as it moves up the window: the
+//! furthest events get the lines their number alone locates, nearer ones the lines behind one
+//! more pointer, and so on. Each stage reads only lines an earlier stage asked for, at least
+//! one event earlier; where an address can be computed instead of loaded (a field of a node
+//! slot), it is.
 //!
 //! Nothing here changes state, and the run does not depend on it: the same seed gives the same
 //! trace hash with or without it.
@@ -15,49 +16,41 @@ use super::queue::{Ev, AHEAD};
 use super::Sim;
 use crate::model::{Hop, NodeModel};
 
-/// Stage of an event `k` places from the front of the window (0 runs next).
+/// Stage of an event, by its distance from the far end of the window.
 #[derive(Clone, Copy)]
 enum Stage {
-    /// The engine's connection or node slot: located by the event alone.
+    /// The engine's connection (a delivery) or node slot (a timer): located by the event.
     Engine,
-    /// The node the event is for, and its model's hot fields.
+    /// The receiving node's slot and its model's hot fields (addresses computed, not read).
     Node,
-    /// The model's tables.
+    /// The model's tables (reads its hot fields).
     Tables,
-    /// The model's connection state.
+    /// The model's connection state (reads its tables).
     Conn,
 }
 
-/// Events between two stages: time for the lines one stage asked for to arrive before the
-/// next stage reads them.
-const SPACING: usize = match option_env!("WARM_SPACING") {
-    Some(_) => 2,
-    None => 1,
-};
+const STAGES: [Stage; 4] = [Stage::Engine, Stage::Node, Stage::Tables, Stage::Conn];
 
-fn stage(k: usize) -> Option<Stage> {
-    let from_far_end = AHEAD - 1 - k;
-    if from_far_end % SPACING != 0 {
-        return None;
-    }
-    match from_far_end / SPACING {
-        0 => Some(Stage::Engine),
-        1 => Some(Stage::Node),
-        2 => Some(Stage::Tables),
-        3 => Some(Stage::Conn),
-        _ => None,
-    }
-}
+/// Bytes of a model prefetched with its slot: its hot fields come first (the machine is laid
+/// out so; see `PeerMachine`).
+const MODEL_HOT_BYTES: usize = 768;
+
+/// Ping checks (see `Sim::check_deadlines`) prefetched ahead: each one reads its
+/// connection's end, by then long out of cache.
+const CHECKS_AHEAD: usize = 2;
 
 impl<M: NodeModel> Sim<M> {
-    /// Asks for the memory of the events in the window, each as far as its stage allows.
+    /// Asks for the memory of the events in the window, each as far as its stage allows, and
+    /// for the ends the next ping checks will read.
     pub(super) fn warm(&self) {
-        for k in 0..AHEAD {
-            let Some(ev) = self.queue.lookahead(k) else {
-                break;
-            };
-            if let Some(s) = stage(k) {
-                self.warm_event(ev, s);
+        for (k, stage) in STAGES.iter().enumerate() {
+            if let Some(ev) = self.queue.lookahead(AHEAD - 1 - k) {
+                self.warm_event(ev, *stage);
+            }
+        }
+        for &(_, c, e, _) in self.ping_checks.iter().take(CHECKS_AHEAD) {
+            if let Some(conn) = self.conns.get(c as usize) {
+                prefetch::line(&conn.ends[e as usize & 1].state);
             }
         }
     }
@@ -75,11 +68,11 @@ impl<M: NodeModel> Sim<M> {
                 }
                 let d = dir as usize & 1;
                 let r = 1 - d;
-                let end = &c.ends[r];
                 if let Stage::Node = s {
                     prefetch::line(c.pipes[d].buf.ends().0);
                     prefetch::line(c.pipes[r].buf.ends().1);
                 }
+                let end = &c.ends[r];
                 (end.node, Some(end.mconn))
             }
             Ev::Timer { node, .. } => (node, None),
@@ -88,30 +81,24 @@ impl<M: NodeModel> Sim<M> {
         let Some(slot) = self.nodes.get(node as usize) else {
             return;
         };
-        let out = &mut |p: *const u8, n: usize| prefetch::lines(p, n);
         match s {
-            Stage::Engine => {
+            Stage::Engine | Stage::Node => {
                 prefetch::line(&slot.timer_at);
                 prefetch::line(&slot.inc);
-            }
-            Stage::Node => {
-                prefetch::line(&slot.timer_at);
-                prefetch::line(&slot.inc);
-                if let Some(m) = slot.model.as_ref() {
-                    m.hot_lines(mconn, Hop::Model, out);
-                }
+                prefetch::line(&slot.conns);
+                prefetch::lines(&slot.model, MODEL_HOT_BYTES);
             }
             Stage::Tables => {
                 if let Some(mc) = mconn {
                     prefetch::line(slot.conns.slot_ptr(mc));
                 }
                 if let Some(m) = slot.model.as_ref() {
-                    m.hot_lines(mconn, Hop::Tables, out);
+                    m.hot_lines(mconn, Hop::Tables, &mut |p, n| prefetch::lines(p, n));
                 }
             }
             Stage::Conn => {
                 if let Some(m) = slot.model.as_ref() {
-                    m.hot_lines(mconn, Hop::Conn, out);
+                    m.hot_lines(mconn, Hop::Conn, &mut |p, n| prefetch::lines(p, n));
                 }
             }
         }

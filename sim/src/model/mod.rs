@@ -154,7 +154,12 @@ pub trait NodeModel: Sized {
     /// Memory an input for `conn` (or a timer, if `None`) will touch first, as `(address,
     /// bytes)` runs, following at most `hop` pointers: a prefetch hint (see
     /// `engine::prefetch`), never read by anyone. The default names nothing.
-    fn hot_lines(&self, _conn: Option<ModelConn>, _hop: Hop, _out: &mut dyn FnMut(*const u8, usize)) {
+    fn hot_lines(
+        &self,
+        _conn: Option<ModelConn>,
+        _hop: Hop,
+        _out: &mut dyn FnMut(*const u8, usize),
+    ) {
     }
     fn counters(&self) -> ModelCounters;
     /// Every tip this node has had, oldest first, across its restarts: the first entry is its
