@@ -314,26 +314,41 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn addrs_for(&self, conn: ConnId) -> Vec<PeerAddr> {
-        let asker = self.conns.get(&conn).and_then(|c| c.listen_addr());
+        let asker = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.listen_addr())
+            .map(PeerAddr::from);
         let mut out: Vec<PeerAddr> = Vec::new();
-        let mut taken: BTreeSet<PeerAddr> = BTreeSet::new();
-        // Peers we are connected to first: they are known good.
-        let connected = self
+        // Peers we are connected to first: they are known good. Then the book, whose entries
+        // are distinct, so a duplicate can only be one of the peers already listed: checking
+        // that short prefix replaces a set of everything taken.
+        for a in self
             .peers
             .values()
-            .filter_map(|id| self.conns.get(id)?.listen_addr());
-        let book = self
+            .filter_map(|id| self.conns.get(id)?.listen_addr())
+            .map(PeerAddr::from)
+        {
+            if out.len() >= MAX_ADDRS_PER_RESPONSE {
+                return out;
+            }
+            if Some(a) != asker && !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        let connected = out.len();
+        for a in self
             .chain
             .book
             .values()
             .filter(|e| e.failures == 0)
-            .map(|e| SocketAddr::from(e.addr));
-        for a in connected.chain(book) {
+            .map(|e| e.addr)
+        {
             if out.len() >= MAX_ADDRS_PER_RESPONSE {
                 break;
             }
-            if Some(a) != asker && taken.insert(a.into()) {
-                out.push(a.into());
+            if Some(a) != asker && !out[..connected].contains(&a) {
+                out.push(a);
             }
         }
         out
