@@ -1,5 +1,5 @@
-//! The event queue: ordered by (virtual time, sequence number); a prefetch window, a small
-//! heap for the current second and a calendar of one-second slots behind it.
+//! The event queue: ordered by (virtual time, sequence number); a prefetch window, the
+//! current millisecond's events and a calendar of one-millisecond slots behind them.
 //!
 //! The sequence number makes the order total and insertion-stable, so two events at the same
 //! instant always run in the order they were scheduled: that is what makes a run a function
@@ -54,9 +54,11 @@ fn min2(i: usize, ki: u128, j: usize, kj: u128) -> (usize, u128) {
 /// miss costs hundreds of nanoseconds; fetched several events early, those misses overlap.
 pub const AHEAD: usize = 6;
 
-/// Width of a calendar slot (see [`Queue`]).
+/// Width of a calendar slot (see [`Queue`]): about one slot per simulated delivery latency
+/// step, so the heap beside the run stays tiny.
 const SLOT_WIDTH: Micros = crate::time::MS;
-/// Slots in the calendar ring: events further ahead wait in the overflow heap.
+/// Slots in the calendar ring (65 s: a ping interval fits): events further ahead wait in the
+/// overflow heap.
 const SLOTS: u64 = 1 << 16;
 
 /// The pending events, popped in `(time, sequence)` order.
@@ -65,14 +67,14 @@ const SLOTS: u64 = 1 << 16;
 /// - `ahead`: the next [`AHEAD`] events, sorted (a prefetch window, see above);
 /// - every other event due before the horizon: the last slot poured, as a sorted `run`, and
 ///   `near`, a 4-ary heap of what was pushed for before the horizon since;
-/// - a calendar of one-second slots from `horizon` on (unsorted vectors, O(1) append), and an
+/// - a calendar of one-millisecond slots from the horizon on (unsorted vectors, O(1) append), and an
 ///   `overflow` heap beyond the ring.
 ///
 /// A simulated node mostly schedules its next ping tick tens of seconds ahead and its
 /// deliveries milliseconds ahead; with one heap, 10 000 nodes' ping ticks made every pop sift
-/// through ~10⁴ entries that the rest of the event had pushed out of cache. Now a slot is
-/// sorted once when the horizon reaches it, and the heap only holds what is scheduled within
-/// the current second (deliveries, mostly).
+/// through ~10⁵ entries (ticks and the deliveries of a ping burst) that the rest of the event
+/// had pushed out of cache. Now a slot is sorted once when the horizon reaches it, and the
+/// heap only holds what is scheduled within the current millisecond.
 ///
 /// Invariants: `ahead` is sorted and orders before every other entry, and is full whenever
 /// anything else is pending; `run` is sorted latest first; every entry of `run` and `near` is
@@ -91,6 +93,9 @@ pub struct Queue {
     /// First slot not yet poured.
     horizon_slot: u64,
     slots: Vec<Vec<Entry>>,
+    /// One bit per slot of the ring, set while it holds entries: the horizon jumps over empty
+    /// slots a word at a time (a quiet half hour is 1.8 M one-millisecond slots).
+    occupied: Vec<u64>,
     /// Entries in `slots`.
     in_slots: usize,
     overflow: Heap,
@@ -109,6 +114,7 @@ impl Default for Queue {
             near: Heap::default(),
             horizon_slot: 0,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            occupied: vec![0; (SLOTS / 64) as usize],
             in_slots: 0,
             overflow: Heap::default(),
             seq: 0,
@@ -161,11 +167,41 @@ impl Queue {
         if slot < self.horizon_slot {
             self.near.push(e);
         } else if slot < self.horizon_slot + SLOTS {
-            self.slots[(slot % SLOTS) as usize].push(e);
-            self.in_slots += 1;
+            self.file_in_ring(slot, e);
         } else {
             self.overflow.push(e);
         }
+    }
+
+    #[inline]
+    fn file_in_ring(&mut self, slot: u64, e: Entry) {
+        let i = (slot % SLOTS) as usize;
+        self.slots[i].push(e);
+        self.occupied[i / 64] |= 1 << (i % 64);
+        self.in_slots += 1;
+    }
+
+    /// The first occupied slot at or after the horizon (the ring holds some entry).
+    fn next_occupied(&self) -> u64 {
+        let start = (self.horizon_slot % SLOTS) as usize;
+        let words = self.occupied.len();
+        // The start word without the bits before `start`, then the others in ring order,
+        // then the start word's low bits (a wrap-around).
+        let first = self.occupied[start / 64] & (!0u64 << (start % 64));
+        let found = if first != 0 {
+            Some((start / 64) * 64 + first.trailing_zeros() as usize)
+        } else {
+            (1..=words).find_map(|step| {
+                let w = (start / 64 + step) % words;
+                let bits = self.occupied[w];
+                (bits != 0).then(|| w * 64 + bits.trailing_zeros() as usize)
+            })
+        };
+        let Some(i) = found else {
+            return self.horizon_slot;
+        };
+        let distance = (i + SLOTS as usize - start) % SLOTS as usize;
+        self.horizon_slot + distance as u64
     }
 
     /// The earliest entry behind the window.
@@ -176,6 +212,8 @@ impl Queue {
                 // Skip the empty stretch up to the overflow's first entry (if any).
                 let first = self.overflow.peek()?;
                 self.horizon_slot = self.horizon_slot.max(first.at() / SLOT_WIDTH);
+            } else {
+                self.horizon_slot = self.next_occupied();
             }
             self.pour_next_slot();
         }
@@ -198,6 +236,7 @@ impl Queue {
         // The run is empty: swap its capacity into the ring for the slot's next turn (unless
         // a burst made it large: a ring of mostly idle slots should not each hold one).
         std::mem::swap(&mut self.run, &mut self.slots[i]);
+        self.occupied[i / 64] &= !(1 << (i % 64));
         if self.slots[i].capacity() > 256 {
             self.slots[i] = Vec::new();
         }
@@ -214,8 +253,7 @@ impl Queue {
             if slot < self.horizon_slot {
                 self.near.push(e);
             } else {
-                self.slots[(slot % SLOTS) as usize].push(e);
-                self.in_slots += 1;
+                self.file_in_ring(slot, e);
             }
         }
     }
@@ -363,7 +401,7 @@ mod tests {
         );
     }
 
-    /// Delays within the heap's second, across calendar slots, and beyond the ring (the
+    /// Delays within the current slot, across calendar slots, and beyond the ring (the
     /// overflow), mixed; pushes outnumber pops, then everything drains.
     #[test]
     fn matches_a_sorted_reference_under_random_pushes_and_pops() {
