@@ -241,7 +241,7 @@ impl Queue {
             self.slots[i] = Vec::new();
         }
         self.in_slots -= self.run.len();
-        self.run.sort_unstable_by(|a, b| b.key.cmp(&a.key));
+        self.run.sort_unstable_by_key(|e| std::cmp::Reverse(e.key));
         self.horizon_slot = k + 1;
         let reach = self.horizon_slot + SLOTS;
         while let Some(e) = self.overflow.peek() {
