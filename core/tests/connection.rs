@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use timed_core::testing::Switchboard;
+use timed_core::testing::{NodeIx, Switchboard};
 use timed_core::wire::{Decoded, FrameDecoder, Message, MessageKind};
 use timed_core::{Action, Direction, DownReason, GoodbyeReason, Instant, NodeEvent};
 
@@ -229,17 +229,24 @@ fn a_healthy_pair_stays_connected_for_24_virtual_hours_with_every_ping_answered(
     }
 }
 
+/// Two nodes, one dialing the other, connected and left alone for `settle_secs`: returns the
+/// network, the acceptor and the dialer.
+fn dialed_pair(settle_secs: u64) -> (Switchboard, NodeIx, NodeIx) {
+    let mut net = Switchboard::new();
+    let acceptor = add(&mut net, 1, "127.0.0.1:7000", &[]);
+    let dialer = add(&mut net, 2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
+    net.run_for(secs(settle_secs));
+    assert_single_link(&mut net, acceptor, dialer);
+    (net, acceptor, dialer)
+}
+
 /// The dialer keeps a connection alive, but the acceptor does not depend on it: when the
 /// dialer's pings stop arriving (here: a filter eats them; in the field: an implementation
 /// that never pings), the acceptor pings on its own grid, the dialer hears from it, and the
 /// link survives with nobody timing out.
 #[test]
 fn an_acceptor_whose_dialer_stops_pinging_keeps_the_link_alive_itself() {
-    let mut net = Switchboard::new();
-    let acceptor = add(&mut net, 1, "127.0.0.1:7000", &[]);
-    let dialer = add(&mut net, 2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
-    net.run_for(secs(120));
-    assert_single_link(&mut net, acceptor, dialer);
+    let (mut net, acceptor, dialer) = dialed_pair(120);
     let before = net.machine(acceptor).status().peers[0].pings_sent;
     assert_eq!(
         before, 1,
@@ -269,11 +276,7 @@ fn an_acceptor_whose_dialer_stops_pinging_keeps_the_link_alive_itself() {
 /// it, at the same instant as before: last frame + ping timeout.
 #[test]
 fn an_acceptor_drops_a_silent_dialer_at_the_ping_timeout() {
-    let mut net = Switchboard::new();
-    let acceptor = add(&mut net, 1, "127.0.0.1:7000", &[]);
-    let dialer = add(&mut net, 2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
-    net.run_for(secs(300));
-    assert_single_link(&mut net, acceptor, dialer);
+    let (mut net, acceptor, dialer) = dialed_pair(300);
     let _store = net.crash(dialer);
     let crashed_at = net.now();
     net.run_for(secs(200));
