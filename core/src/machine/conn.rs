@@ -68,7 +68,8 @@ pub(crate) struct Conn {
     pub dir: Direction,
     /// Whether the peer has pinged us on this connection, and when it last did: an inbound
     /// connection whose dialer keeps pinging needs no pings of ours (see
-    /// `PeerMachine::ping_tick`).
+    /// `PeerMachine::ping_tick`). `pings_received > 0` says the same, but lives on a line a
+    /// skipped tick never touches; this flag sits here, beside the time it qualifies.
     pub peer_pings: bool,
     pub ping_slot: u8,
     pub last_ping_in: Instant,

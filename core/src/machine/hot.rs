@@ -65,15 +65,17 @@ impl ConnMap<Box<Conn>> {
 }
 
 impl<S: Store> PeerMachine<S> {
+    /// Bytes at the start of a `PeerMachine` that every input touches: its hot fields (the
+    /// struct is laid out hot-first). What [`Hop::Machine`] names, for drivers that locate a
+    /// machine without reading anything.
+    pub const HOT_BYTES: usize = offset_of!(PeerMachine<S>, cfg);
+
     /// Calls `out(address, bytes)` for each run of memory an input for `conn` (or a timer, if
     /// `None`) will touch first, as far as `hop` allows. See the [module docs](self): a hint for
     /// drivers that prefetch, with no effect on the machine.
     pub fn hot_lines(&self, conn: Option<ConnId>, hop: Hop, mut out: impl FnMut(*const u8, usize)) {
         match hop {
-            Hop::Machine => out(
-                (self as *const Self).cast(),
-                offset_of!(PeerMachine<S>, cfg),
-            ),
+            Hop::Machine => out((self as *const Self).cast(), Self::HOT_BYTES),
             Hop::Tables => {
                 self.conns.storage(&mut out);
                 self.timers.storage(&mut out);

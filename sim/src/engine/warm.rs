@@ -21,7 +21,8 @@ use crate::model::{Hop, NodeModel};
 enum Stage {
     /// The engine's connection (a delivery) or node slot (a timer): located by the event.
     Engine,
-    /// The receiving node's slot and its model's hot fields (addresses computed, not read).
+    /// The receiving node's slot and its model's hot fields (addresses computed, not read:
+    /// the model's are its first `NodeModel::HOT_BYTES`).
     Node,
     /// The model's tables (reads its hot fields).
     Tables,
@@ -30,10 +31,6 @@ enum Stage {
 }
 
 const STAGES: [Stage; 4] = [Stage::Engine, Stage::Node, Stage::Tables, Stage::Conn];
-
-/// Bytes of a model prefetched with its slot: its hot fields come first (the machine is laid
-/// out so; see `PeerMachine`).
-const MODEL_HOT_BYTES: usize = 768;
 
 /// Ping checks (see `Sim::check_deadlines`) prefetched ahead: each one reads its
 /// connection's end, by then long out of cache.
@@ -86,7 +83,7 @@ impl<M: NodeModel> Sim<M> {
                 prefetch::line(&slot.timer_at);
                 prefetch::line(&slot.inc);
                 prefetch::line(&slot.conns);
-                prefetch::lines(&slot.model, MODEL_HOT_BYTES);
+                prefetch::lines(&slot.model, M::HOT_BYTES);
             }
             Stage::Tables => {
                 if let Some(mc) = mconn {

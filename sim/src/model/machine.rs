@@ -53,7 +53,11 @@ pub fn prebuilt_store(height: u64, tx_every: u64) -> MemStore {
 }
 
 /// A `PeerMachine` as a simulator node.
+///
+/// `repr(C)` with the machine first, so the machine's hot fields are the model's first bytes
+/// ([`NodeModel::HOT_BYTES`]).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Machine {
     m: PeerMachine<MemStore>,
     offset: Micros,
@@ -91,6 +95,7 @@ impl Machine {
 impl NodeModel for Machine {
     type Persist = Persisted;
     const NAME: &'static str = "machine";
+    const HOT_BYTES: usize = PeerMachine::<MemStore>::HOT_BYTES;
 
     fn boot(
         spec: &NodeSpec,
@@ -151,7 +156,6 @@ impl NodeModel for Machine {
 
     fn hot_lines(&self, conn: Option<ModelConn>, hop: Hop, out: &mut dyn FnMut(*const u8, usize)) {
         let hop = match hop {
-            Hop::Model => timed_core::Hop::Machine,
             Hop::Tables => timed_core::Hop::Tables,
             Hop::Conn => timed_core::Hop::Conn,
         };

@@ -96,20 +96,19 @@ pub struct ModelCounters {
     pub reorgs: u64,
 }
 
-/// One node's behaviour, driven by the engine.
-///
 /// How far into a model's pointers [`NodeModel::hot_lines`] may look (the engine asks
-/// further for events that are nearer; see `Sim::warm`).
+/// further for events that are nearer; see `Sim::warm`). The model's own hot fields need no
+/// call: they are the first [`NodeModel::HOT_BYTES`] of it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Hop {
-    /// The model's own hot fields.
-    Model,
-    /// The storage of its tables (reads the hot fields).
+    /// The storage of its tables (reads the model's hot fields).
     Tables,
     /// The state of the connection concerned (reads the tables).
     Conn,
 }
 
+/// One node's behaviour, driven by the engine.
+///
 /// The contract is the one of `timed_core::PeerMachine` (see its docs), in virtual time:
 /// the engine calls one input method, then drains [`poll_action`](Self::poll_action), then
 /// re-reads [`poll_timeout`](Self::poll_timeout).
@@ -118,6 +117,9 @@ pub trait NodeModel: Sized {
     type Persist;
     /// `machine` or `legacy`.
     const NAME: &'static str;
+    /// Bytes at the start of the model that every input touches (a prefetch hint, see
+    /// `Sim::warm`); 0 names none.
+    const HOT_BYTES: usize = 0;
 
     fn boot(
         spec: &NodeSpec,
