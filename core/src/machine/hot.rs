@@ -24,8 +24,8 @@ use core::mem::offset_of;
 pub enum Hop {
     /// The machine's own hot fields (a few cache lines at its start).
     Machine,
-    /// The storage of its tables: connection index, timer index, action queue, spare buffers.
-    /// Reads the machine's hot fields.
+    /// The storage of its tables: connection index, action queue, spare buffers, and for a
+    /// timer the timer index. Reads the machine's hot fields.
     Tables,
     /// The hot lines of one connection's state, or of every connection's if none is named
     /// (a timer: the ping tick visits them all). Reads the tables.
@@ -78,7 +78,12 @@ impl<S: Store> PeerMachine<S> {
             Hop::Machine => out((self as *const Self).cast(), Self::HOT_BYTES),
             Hop::Tables => {
                 self.conns.storage(&mut out);
-                self.timers.storage(&mut out);
+                if conn.is_none() {
+                    // Only a timer walks the timer tables; a frame in or out does not touch
+                    // them (arming happens on the ping tick), and every line named for nothing
+                    // takes a slot from the misses that matter.
+                    self.timers.storage(&mut out);
+                }
                 let (front, back) = self.actions.as_slices();
                 out(front.as_ptr().cast(), size_of_val(front).max(1));
                 out(back.as_ptr().cast(), size_of_val(back));
