@@ -40,7 +40,7 @@ const TIMER_CONNS_MAX: usize = 32;
 
 impl<V> ConnMap<V> {
     /// The storage of the key and value vectors: `(address, bytes)`.
-    fn storage(&self, out: &mut impl FnMut(*const u8, usize)) {
+    pub(super) fn storage(&self, out: &mut impl FnMut(*const u8, usize)) {
         let (keys, vals) = self.raw();
         out(keys.as_ptr().cast(), size_of_val(keys));
         out(vals.as_ptr().cast(), size_of_val(vals));

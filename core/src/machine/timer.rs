@@ -84,9 +84,7 @@ impl TimerTable {
     /// The storage every connection timer operation touches: the per-connection table and
     /// the connection heap, as `(address, bytes)` (for [`hot`](super::hot)).
     pub fn storage(&self, out: &mut impl FnMut(*const u8, usize)) {
-        let (keys, vals) = self.per_conn.raw();
-        out(keys.as_ptr().cast(), core::mem::size_of_val(keys));
-        out(vals.as_ptr().cast(), core::mem::size_of_val(vals));
+        self.per_conn.storage(out);
         let heap = self.conn_heap.as_slice();
         out(heap.as_ptr().cast(), core::mem::size_of_val(heap).min(256));
     }

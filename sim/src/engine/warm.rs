@@ -19,7 +19,8 @@ use crate::model::{Hop, NodeModel};
 /// Stage of an event, by its distance from the far end of the window.
 #[derive(Clone, Copy)]
 enum Stage {
-    /// The engine's connection (a delivery) or node slot (a timer): located by the event.
+    /// The engine's connection (a delivery): located by the event. A timer has nothing here
+    /// its node stage cannot compute directly.
     Engine,
     /// The receiving node's slot and its model's hot fields (addresses computed, not read:
     /// the model's are its first `NodeModel::HOT_BYTES`).
@@ -79,7 +80,8 @@ impl<M: NodeModel> Sim<M> {
             return;
         };
         match s {
-            Stage::Engine | Stage::Node => {
+            Stage::Engine => {}
+            Stage::Node => {
                 prefetch::line(&slot.timer_at);
                 prefetch::line(&slot.inc);
                 prefetch::line(&slot.conns);
