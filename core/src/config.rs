@@ -1,6 +1,7 @@
 //! Machine configuration, with documented defaults and validation.
 
-use crate::chain::{Limits, Network};
+use crate::chain::{Limits, Network, Rules};
+use crate::protocol::{ProtocolSpec, TopicSpec, APP_ID_MIN};
 use crate::id::NodeId;
 use crate::time::Duration;
 use alloc::string::String;
@@ -87,6 +88,15 @@ pub struct Config {
     /// Unix time (seconds) at `Instant::ZERO`, if the driver knows it: stamps produced blocks
     /// and bounds how far in the future a block may be. The core reads no clock of its own.
     pub unix_time_at_zero: Option<u64>,
+
+    /// The application's request/response protocols (ids from
+    /// [`APP_ID_MIN`](crate::protocol::APP_ID_MIN)), advertised in `Hello`. Default none.
+    pub protocols: Vec<ProtocolSpec>,
+    /// The application's gossip topics, advertised in `Hello`. Default none.
+    pub topics: Vec<TopicSpec>,
+    /// Block validity, fork choice and finality. Default [`DevnetRules`]: structure only,
+    /// the higher chain wins, ties keep ours.
+    pub rules: Rules,
 }
 
 impl Config {
@@ -125,6 +135,9 @@ impl Config {
             peer_exchange_interval: Duration::from_secs(300),
             produce_blocks: None,
             unix_time_at_zero: None,
+            protocols: Vec::new(),
+            topics: Vec::new(),
+            rules: Rules::default(),
         }
     }
 
@@ -205,6 +218,52 @@ impl Config {
         if self.max_reorg_depth == 0 {
             return err("max_reorg_depth", "must be at least 1");
         }
+        self.validate_protocols()
+    }
+
+    fn validate_protocols(&self) -> Result<(), ConfigError> {
+        let err = |field, problem| Err(ConfigError { field, problem });
+        let frame = self.max_frame as usize;
+        for (i, p) in self.protocols.iter().enumerate() {
+            if p.id.0 < APP_ID_MIN {
+                return err("protocols", "ids below 1000 are reserved for the core's own protocols");
+            }
+            if self.protocols[..i].iter().any(|q| q.id == p.id) {
+                return err("protocols", "two protocols share one id");
+            }
+            if p.max_request_bytes == 0 || p.max_response_bytes == 0 {
+                return err("protocols", "max_request_bytes and max_response_bytes must be at least 1");
+            }
+            if p.max_request_bytes as usize + 32 > frame || p.max_response_bytes as usize + 32 > frame {
+                return err("protocols", "a request or response limit must leave room for framing within max_frame");
+            }
+            if p.max_outbound_in_flight == 0 || p.max_inbound_in_flight == 0 {
+                return err("protocols", "requests in flight must be at least 1 each way");
+            }
+            if p.timeout.as_micros() < 4 {
+                return err("protocols", "timeout must be greater than zero");
+            }
+        }
+        for (i, t) in self.topics.iter().enumerate() {
+            if t.id.0 < APP_ID_MIN {
+                return err("topics", "ids below 1000 are reserved for the core's own topics");
+            }
+            if self.topics[..i].iter().any(|u| u.id == t.id) {
+                return err("topics", "two topics share one id");
+            }
+            if t.max_message_bytes == 0 || t.max_message_bytes as usize + 32 > frame {
+                return err("topics", "max_message_bytes must be at least 1 and fit within max_frame");
+            }
+            if t.rate_per_sec == 0 || t.burst == 0 {
+                return err("topics", "rate_per_sec and burst must be at least 1");
+            }
+            if t.seen_capacity == 0 || t.max_pending == 0 {
+                return err("topics", "seen_capacity and max_pending must be at least 1");
+            }
+            if t.validation_timeout == Duration::ZERO {
+                return err("topics", "validation_timeout must be greater than zero");
+            }
+        }
         Ok(())
     }
 }
@@ -245,6 +304,25 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "ping_timeout");
         assert!(e.to_string().contains("ping_interval"));
+    }
+
+    #[test]
+    fn application_ids_must_be_outside_the_core_range_and_unique() {
+        use crate::protocol::{ProtocolId, TopicId};
+        let mut c = cfg();
+        c.protocols.push(ProtocolSpec::new(ProtocolId(3), "x"));
+        assert_eq!(c.validate().unwrap_err().field, "protocols");
+        let mut c = cfg();
+        c.protocols.push(ProtocolSpec::new(ProtocolId(1000), "a"));
+        c.protocols.push(ProtocolSpec::new(ProtocolId(1000), "b"));
+        assert!(c.validate().unwrap_err().to_string().contains("share one id"));
+        let mut c = cfg();
+        c.topics.push(TopicSpec::new(TopicId(1), "x"));
+        assert_eq!(c.validate().unwrap_err().field, "topics");
+        let mut c = cfg();
+        c.protocols.push(ProtocolSpec::new(ProtocolId(1000), "a"));
+        c.topics.push(TopicSpec::new(TopicId(1000), "a"));
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

@@ -17,20 +17,25 @@ pub mod chain;
 pub mod config;
 pub mod id;
 pub mod machine;
+pub mod protocol;
 pub mod rng;
 pub mod store;
 pub mod testing;
 pub mod time;
 pub mod wire;
 
-pub use chain::{Block, BlockHash, Header, Network, Tx, TxId};
+pub use chain::{Block, BlockHash, ChainRules, ChainTip, DevnetRules, Header, Network, Rules, Tx, TxId};
 pub use config::{Config, ConfigError};
 pub use id::{ConnId, NodeId, QueryId};
 pub use machine::hot::Hop;
 pub use machine::{
     Action, CloseKind, Counters, Direction, DownReason, Input, Misbehaviour, NodeEvent,
-    PeerMachine, PeerStatus, QueryError, Refused, Status, TxError,
+    PeerMachine, PeerStatus, ProtocolStats, QueryError, Refused, Status, TopicStats, TxError,
+};
+pub use protocol::{
+    GossipId, HandleError, InboundId, MessageId, Protocol, ProtocolId, ProtocolSpec,
+    PublishError, Topic, TopicId, TopicSpec, Verdict,
 };
 pub use store::{AddrEntry, MemStore, Store};
 pub use time::{Duration, Instant};
-pub use wire::{GoodbyeReason, PeerAddr, RequestBody, ResponseBody};
+pub use wire::{GoodbyeReason, PeerAddr, RefuseReason, RequestBody, ResponseBody};

@@ -28,6 +28,8 @@ fn hello(n: u8) -> Message {
         best_height: 0,
         best_hash: Network::Devnet.genesis_hash(),
         user_agent: String::from("adversary"),
+        protocols: timed_core::protocol::builtin::default_adverts().0,
+        topics: timed_core::protocol::builtin::default_adverts().1,
     })
 }
 

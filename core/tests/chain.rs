@@ -185,8 +185,8 @@ fn a_peer_serving_invalid_blocks_is_disconnected_and_banned() {
         let g = Network::Devnet.genesis_hash();
         s.send(Message::Hello(Hello {
             magic: timed_core::wire::MAGIC,
-            version: 1,
-            min_version: 1,
+            version: timed_core::wire::PROTOCOL_VERSION,
+            min_version: timed_core::wire::MIN_PROTOCOL_VERSION,
             network: Network::Devnet.id(),
             genesis: g,
             node_id: id(66),
@@ -195,6 +195,8 @@ fn a_peer_serving_invalid_blocks_is_disconnected_and_banned() {
             best_height: 10,
             best_hash: g,
             user_agent: "again".into(),
+            protocols: timed_core::protocol::builtin::default_adverts().0,
+            topics: timed_core::protocol::builtin::default_adverts().1,
         }));
         let (msgs, _, closed) = s.outputs();
         assert!(closed, "{name}: banned id refused");

@@ -462,8 +462,8 @@ fn a_peer_with_another_genesis_is_told_why() {
     let conn = m.accept(now, addr("127.0.0.1:5000")).expect("accepted");
     let mut hello = timed_core::wire::Hello {
         magic: timed_core::wire::MAGIC,
-        version: 1,
-        min_version: 1,
+        version: timed_core::wire::PROTOCOL_VERSION,
+        min_version: timed_core::wire::MIN_PROTOCOL_VERSION,
         network: timed_core::Network::Devnet.id(),
         genesis: timed_core::BlockHash([7; 32]),
         node_id: id(2),
@@ -472,6 +472,8 @@ fn a_peer_with_another_genesis_is_told_why() {
         best_height: 0,
         best_hash: timed_core::BlockHash([7; 32]),
         user_agent: "test".into(),
+        protocols: timed_core::protocol::builtin::default_adverts().0,
+        topics: timed_core::protocol::builtin::default_adverts().1,
     };
     hello.best_hash = hello.genesis;
     m.handle(

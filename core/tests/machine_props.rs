@@ -225,6 +225,8 @@ fn hostile_message() -> impl Strategy<Value = Message> {
             best_height: 0,
             best_hash: Network::Devnet.genesis_hash(),
             user_agent: String::from("fuzz"),
+            protocols: timed_core::protocol::builtin::default_adverts().0,
+            topics: timed_core::protocol::builtin::default_adverts().1,
         })),
         vec(any::<u8>(), 0..40).prop_map(|t| Message::TxBroadcast(Tx(t))),
     ]

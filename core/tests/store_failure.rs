@@ -81,8 +81,8 @@ fn a_full_disk_stops_the_node_with_the_cause_and_a_goodbye_to_every_peer() {
     let g = Network::Devnet.genesis_hash();
     let hello = timed_core::wire::Message::Hello(timed_core::wire::Hello {
         magic: timed_core::wire::MAGIC,
-        version: 1,
-        min_version: 1,
+        version: timed_core::wire::PROTOCOL_VERSION,
+        min_version: timed_core::wire::MIN_PROTOCOL_VERSION,
         network: Network::Devnet.id(),
         genesis: g,
         node_id: id(1),
@@ -91,6 +91,8 @@ fn a_full_disk_stops_the_node_with_the_cause_and_a_goodbye_to_every_peer() {
         best_height: 50,
         best_hash: g,
         user_agent: "producer".into(),
+        protocols: timed_core::protocol::builtin::default_adverts().0,
+        topics: timed_core::protocol::builtin::default_adverts().1,
     });
     m.handle(
         now,

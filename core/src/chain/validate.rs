@@ -34,6 +34,8 @@ pub enum BlockError {
     TooLarge,
     /// Its time is before its parent's or too far in the future.
     BadTime,
+    /// The application's rules reject it, saying why.
+    Rejected(&'static str),
 }
 
 impl BlockError {
@@ -44,6 +46,7 @@ impl BlockError {
             BlockError::BadTxRoot => "tx_root does not match its transactions",
             BlockError::TooLarge => "over the size limits",
             BlockError::BadTime => "timestamp out of range",
+            BlockError::Rejected(why) => why,
         }
     }
 }

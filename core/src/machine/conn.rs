@@ -5,6 +5,7 @@ use crate::chain::BlockHash;
 use crate::id::{ConnId, NodeId};
 use crate::machine::io::Direction;
 use crate::machine::query::OutReq;
+use crate::protocol::{ProtocolAd, ProtocolId, TopicAd, TopicId};
 use crate::time::{Duration, Instant};
 use crate::wire::FrameDecoder;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -40,6 +41,38 @@ pub(crate) struct Remote {
     pub best_height: u64,
     pub best_hash: BlockHash,
     pub user_agent: String,
+    /// What the peer advertised, sorted by id (at most `MAX_ADVERTISED` each).
+    pub protocols: Vec<ProtocolAd>,
+    pub topics: Vec<TopicAd>,
+}
+
+impl Remote {
+    /// The peer's advertisement of `id`, if it runs that protocol.
+    pub fn protocol(&self, id: ProtocolId) -> Option<&ProtocolAd> {
+        let i = self.protocols.binary_search_by_key(&id, |a| a.id).ok()?;
+        self.protocols.get(i)
+    }
+
+    /// The peer's advertisement of `id`, if it takes part in that topic.
+    pub fn topic(&self, id: TopicId) -> Option<&TopicAd> {
+        let i = self.topics.binary_search_by_key(&id, |a| a.id).ok()?;
+        self.topics.get(i)
+    }
+}
+
+/// A peer's request the application has not answered yet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InReq {
+    pub protocol: ProtocolId,
+}
+
+/// A token bucket: one peer's allowance of messages on one topic.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bucket {
+    pub topic: TopicId,
+    /// Tokens, in millionths of a message.
+    pub micro_tokens: u64,
+    pub last: Instant,
 }
 
 /// Laid out by hand (`repr(C)`), hottest fields first and the whole thing cache-line
@@ -97,6 +130,10 @@ pub(crate) struct Conn {
     pub established_at: Instant,
     pub next_req_id: u64,
     pub out_reqs: BTreeMap<u64, OutReq>,
+    /// The peer's requests on application protocols, waiting for the application's answer.
+    pub in_reqs: BTreeMap<u64, InReq>,
+    /// Gossip allowances, one per topic the peer has sent on.
+    pub buckets: Vec<Bucket>,
     pub expired: [u64; EXPIRED_SLOTS],
     pub expired_slot: usize,
 }
@@ -152,6 +189,8 @@ impl Conn {
             probe: None,
             next_req_id: 1,
             out_reqs: BTreeMap::new(),
+            in_reqs: BTreeMap::new(),
+            buckets: Vec::new(),
             expired: [0; EXPIRED_SLOTS],
             expired_slot: 0,
         }
@@ -209,6 +248,35 @@ impl Conn {
 
     pub fn was_expired(&self, id: u64) -> bool {
         id != 0 && self.expired.contains(&id)
+    }
+
+    /// Takes one message from the peer's allowance on `topic`; false when it is spent.
+    pub fn take_token(&mut self, topic: TopicId, per_sec: u32, burst: u32, now: Instant) -> bool {
+        const ONE: u64 = 1_000_000;
+        let cap = u64::from(burst) * ONE;
+        let i = match self.buckets.iter().position(|b| b.topic == topic) {
+            Some(i) => i,
+            None => {
+                self.buckets.push(Bucket {
+                    topic,
+                    micro_tokens: cap,
+                    last: now,
+                });
+                self.buckets.len() - 1
+            }
+        };
+        let b = &mut self.buckets[i];
+        let elapsed = now.saturating_since(b.last).as_micros();
+        b.last = now;
+        b.micro_tokens = b
+            .micro_tokens
+            .saturating_add(elapsed.saturating_mul(u64::from(per_sec)))
+            .min(cap);
+        if b.micro_tokens < ONE {
+            return false;
+        }
+        b.micro_tokens -= ONE;
+        true
     }
 
     pub fn unsent_bytes(&self) -> usize {

@@ -49,11 +49,7 @@ impl<S: Store> PeerMachine<S> {
             self.timers.cancel(Timer::Limbo(node));
             self.establish(now, node, conn, Some(l.conn));
             for req in l.reqs {
-                if let Err(e) =
-                    self.send_request(now, conn, req.origin, req.body.clone(), Some(req.deadline))
-                {
-                    self.end_request(now, conn, req, e);
-                }
+                self.resend(now, conn, conn, req);
             }
         } else {
             self.establish(now, node, conn, None);

@@ -3,13 +3,13 @@
 
 use super::conn::ConnState;
 use super::io::{Action, DownReason, Misbehaviour, NodeEvent};
-use super::query::Origin;
+use super::io::QueryError;
 use super::status::Counters;
 use super::PeerMachine;
 use crate::id::ConnId;
 use crate::store::Store;
 use crate::time::Instant;
-use crate::wire::{Decoded, FrameError, GoodbyeReason, Message, RefuseReason, ResponseBody};
+use crate::wire::{Decoded, FrameError, GoodbyeReason, Message, MessageKind, MessageRef};
 use alloc::format;
 use alloc::string::String;
 
@@ -79,33 +79,41 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn on_payload(&mut self, now: Instant, conn: ConnId, payload: &[u8]) {
-        match Message::decode(payload) {
-            Err(e) => self.misbehave(now, conn, Misbehaviour::Protocol, &format!("{e}")),
-            Ok(Decoded::UnknownKind(_)) => self.counters.unknown_kinds += 1,
-            Ok(Decoded::UnknownRequest { id, .. }) => {
-                if self.is_identified(conn) {
-                    self.counters.unknown_kinds += 1;
-                    self.respond(conn, id, ResponseBody::Refused(RefuseReason::Unsupported));
-                } else {
-                    self.misbehave(now, conn, Misbehaviour::Protocol, "request before Hello");
+        let handshaking = matches!(
+            self.conns.get(&conn).map(|c| c.state),
+            Some(ConnState::Handshaking)
+        );
+        if handshaking {
+            // Before the handshake only `Hello` and `Goodbye` are allowed: anything else is
+            // refused on its kind, before its body is decoded.
+            match MessageRef::peek_kind(payload) {
+                Some(Ok(MessageKind::Hello | MessageKind::Goodbye)) | None => {}
+                Some(Ok(k)) => {
+                    let detail = format!("{} before Hello", k.as_str());
+                    return self.misbehave(now, conn, Misbehaviour::Protocol, &detail);
+                }
+                Some(Err(_)) => {
+                    let detail = "message of an unknown kind before Hello";
+                    return self.misbehave(now, conn, Misbehaviour::Protocol, detail);
                 }
             }
+        }
+        match MessageRef::decode(payload) {
+            Err(e) => self.misbehave(now, conn, Misbehaviour::Protocol, &format!("{e}")),
+            Ok(Decoded::UnknownKind(_)) => self.counters.unknown_kinds += 1,
+            Ok(Decoded::OldHello {
+                version,
+                min_version,
+            }) => self.on_old_hello(now, conn, version, min_version),
             Ok(Decoded::Known(msg)) => self.on_message(now, conn, msg),
         }
     }
 
-    fn is_identified(&self, conn: ConnId) -> bool {
-        matches!(
-            self.conns.get(&conn).map(|c| c.state),
-            Some(ConnState::Established | ConnState::Candidate { .. })
-        )
-    }
-
-    fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message) {
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: MessageRef<'_>) {
         let Some(state) = self.conns.get(&conn).map(|c| c.state) else {
             return;
         };
-        if let Message::Goodbye(g) = msg {
+        if let MessageRef::Goodbye(g) = msg {
             Counters::bump(&mut self.counters.goodbyes_received, g.reason.as_str());
             let peer = self.conns.get(&conn).and_then(|c| c.node_id());
             let mut detail = g.detail;
@@ -128,7 +136,7 @@ impl<S: Store> PeerMachine<S> {
         }
         if state == ConnState::Handshaking {
             return match msg {
-                Message::Hello(h) => self.on_hello(now, conn, h),
+                MessageRef::Hello(h) => self.on_hello(now, conn, h),
                 other => {
                     let detail = format!("{} before Hello", other.kind().as_str());
                     self.misbehave(now, conn, Misbehaviour::Protocol, &detail)
@@ -137,15 +145,17 @@ impl<S: Store> PeerMachine<S> {
         }
         let established = state == ConnState::Established;
         match msg {
-            Message::Hello(_) => self.misbehave(now, conn, Misbehaviour::Protocol, "second Hello"),
-            Message::Goodbye(_) => {}
-            Message::Ping { nonce } => {
+            MessageRef::Hello(_) => {
+                self.misbehave(now, conn, Misbehaviour::Protocol, "second Hello")
+            }
+            MessageRef::Goodbye(_) => {}
+            MessageRef::Ping { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.ping_received(now);
                 }
                 self.send_msg(conn, &Message::Pong { nonce })
             }
-            Message::Pong { nonce } => {
+            MessageRef::Pong { nonce } => {
                 if self.probe_answered(now, conn, nonce) {
                     return;
                 }
@@ -160,7 +170,11 @@ impl<S: Store> PeerMachine<S> {
                     self.counters.record_rtt(rtt);
                 }
             }
-            Message::Request { id, body } => {
+            MessageRef::Request {
+                id,
+                protocol,
+                payload,
+            } => {
                 let over = self
                     .conns
                     .get(&conn)
@@ -173,50 +187,46 @@ impl<S: Store> PeerMachine<S> {
                         "more requests in flight than allowed",
                     );
                 }
-                let response = self.serve_request(now, conn, body);
-                self.respond(conn, id, response);
+                self.on_request(now, conn, id, protocol, payload);
             }
-            Message::Response { id, body } => {
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                match c.out_reqs.remove(&id) {
-                    Some(req) => {
-                        self.timers.cancel(super::timer::Timer::Request(conn, id));
-                        match req.origin {
-                            Origin::App(q) => {
-                                let result = match body {
-                                    ResponseBody::Refused(r) => {
-                                        Err(super::io::QueryError::Refused(r))
-                                    }
-                                    other => Ok(other),
-                                };
-                                self.finish_query(q, result);
-                            }
-                            Origin::Chain(r) => self.chain_response(now, conn, r, req.body, body),
-                        }
-                    }
-                    None if c.was_expired(id) => {}
-                    None => self.misbehave(
-                        now,
-                        conn,
-                        Misbehaviour::UnsolicitedResponse,
-                        &format!("response to unknown request id {id}"),
-                    ),
-                }
+            MessageRef::Response { id, result } => self.on_response(now, conn, id, result),
+            MessageRef::Gossip { topic, payload } if established => {
+                self.on_gossip(now, conn, topic, payload)
             }
-            Message::BlockAnnounce(block) if established => {
-                self.on_block_announce(now, conn, block)
-            }
-            Message::TxBroadcast(tx) if established => self.on_tx_broadcast(now, conn, tx),
             // Gossip on a connection still contesting a duplicate is dropped: the peer's live
             // connection carries the same gossip.
-            Message::BlockAnnounce(_) | Message::TxBroadcast(_) => {}
+            MessageRef::Gossip { .. } => {}
         }
     }
 
-    pub(crate) fn respond(&mut self, conn: ConnId, id: u64, body: ResponseBody) {
-        self.send_msg(conn, &Message::Response { id, body });
+    fn on_response(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: u64,
+        result: Result<&[u8], crate::wire::RefuseReason>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match c.out_reqs.remove(&id) {
+            Some(req) => {
+                self.timers.cancel(super::timer::Timer::Request(conn, id));
+                let bytes = result.map_or(0, <[u8]>::len);
+                self.app.count_response_bytes(req.protocol, 0, bytes);
+                match result {
+                    Ok(payload) => self.end_request_with(now, conn, req, payload),
+                    Err(r) => self.end_request(now, conn, req, QueryError::Refused(r)),
+                }
+            }
+            None if c.was_expired(id) => {}
+            None => self.misbehave(
+                now,
+                conn,
+                Misbehaviour::UnsolicitedResponse,
+                &format!("response to unknown request id {id}"),
+            ),
+        }
     }
 
     /// Disconnects and bans a peer that broke the protocol.

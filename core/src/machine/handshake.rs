@@ -12,8 +12,27 @@ use crate::wire::{
 };
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
+use crate::protocol::MAX_ADVERTISED;
+
+/// A peer's advertisement, bounded, sorted and without duplicates: it is looked up by
+/// binary search on every request and gossip message.
+fn sorted_ads<T, K: Ord>(mut ads: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    ads.truncate(MAX_ADVERTISED);
+    ads.sort_by_key(|a| key(a));
+    ads.dedup_by(|a, b| key(a) == key(b));
+    ads
+}
 
 impl<S: Store> PeerMachine<S> {
+    /// A `Hello` of a wire version we no longer speak: say so, and which to run.
+    pub(crate) fn on_old_hello(&mut self, now: Instant, conn: ConnId, version: u16, min: u16) {
+        let detail = format!(
+            "peer speaks wire versions {min}..={version}; this node speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION} (application protocols): upgrade timed"
+        );
+        self.close_with_goodbye(now, conn, GoodbyeReason::IncompatibleVersion, &detail);
+    }
+
     pub(crate) fn on_hello(&mut self, now: Instant, conn: ConnId, hello: Hello) {
         let Some(c) = self.conns.get(&conn) else {
             return;
@@ -90,6 +109,8 @@ impl<S: Store> PeerMachine<S> {
                 } else {
                     user_agent
                 },
+                protocols: sorted_ads(hello.protocols, |a| a.id),
+                topics: sorted_ads(hello.topics, |a| a.id),
             });
             debug_assert_eq!(c.state, ConnState::Handshaking);
         }

@@ -2,6 +2,7 @@
 
 use crate::chain::{BlockHash, TxId};
 use crate::id::{ConnId, NodeId, QueryId};
+use crate::protocol::{GossipId, InboundId, ProtocolId, TopicId};
 use crate::wire::{GoodbyeReason, RefuseReason, ResponseBody};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -132,6 +133,16 @@ pub enum QueryError {
     TooManyInFlight,
     /// The machine is shutting down or stopped.
     ShuttingDown,
+    /// The peer did not advertise the protocol: it does not run it. Ends at once, with
+    /// nothing sent.
+    Unsupported,
+    /// The request is over the protocol's `max_request_bytes` (ours or the peer's), or the
+    /// response was over its `max_response_bytes`.
+    TooLarge,
+    /// The protocol is not declared in our own `Config::protocols`.
+    UnknownProtocol,
+    /// The response did not decode as the protocol's response (the peer is disconnected).
+    BadResponse,
 }
 
 impl QueryError {
@@ -143,6 +154,10 @@ impl QueryError {
             QueryError::UnknownPeer => "unknown_peer",
             QueryError::TooManyInFlight => "over_cap",
             QueryError::ShuttingDown => "shutting_down",
+            QueryError::Unsupported => "unsupported",
+            QueryError::TooLarge => "too_large",
+            QueryError::UnknownProtocol => "unknown_protocol",
+            QueryError::BadResponse => "bad_response",
         }
     }
 }
@@ -152,12 +167,20 @@ impl fmt::Display for QueryError {
         match self {
             QueryError::Timeout => f.write_str("no response within the query timeout"),
             QueryError::PeerGone => f.write_str("the peer disconnected before answering"),
-            QueryError::Refused(r) => write!(f, "the peer refused the request (code {})", r.code()),
+            QueryError::Refused(r) => write!(f, "the peer refused the request: {r}"),
             QueryError::UnknownPeer => f.write_str("not connected to that peer"),
             QueryError::TooManyInFlight => {
                 f.write_str("too many requests already in flight to that peer")
             }
             QueryError::ShuttingDown => f.write_str("the node is shutting down"),
+            QueryError::Unsupported => f.write_str("the peer does not run this protocol"),
+            QueryError::TooLarge => {
+                f.write_str("the request or its response exceeds the protocol's size limit")
+            }
+            QueryError::UnknownProtocol => {
+                f.write_str("this node does not declare that protocol (add it to Config::protocols)")
+            }
+            QueryError::BadResponse => f.write_str("the peer's response did not decode"),
         }
     }
 }
@@ -217,6 +240,8 @@ pub enum Misbehaviour {
     InvalidTx,
     /// A response that does not match what was asked.
     BadResponse,
+    /// A gossip message over its topic's size limit, or one the application rejected.
+    InvalidGossip,
 }
 
 impl Misbehaviour {
@@ -228,6 +253,7 @@ impl Misbehaviour {
             Misbehaviour::InvalidBlock => "invalid_block",
             Misbehaviour::InvalidTx => "invalid_tx",
             Misbehaviour::BadResponse => "bad_response",
+            Misbehaviour::InvalidGossip => "invalid_gossip",
         }
     }
 }
@@ -266,6 +292,33 @@ pub enum NodeEvent {
     QueryDone {
         id: QueryId,
         result: Result<ResponseBody, QueryError>,
+    },
+    /// A [`PeerMachine::request`](crate::PeerMachine::request) ended. Exactly one per
+    /// [`QueryId`] it returned.
+    RequestDone {
+        id: QueryId,
+        protocol: ProtocolId,
+        result: Result<Vec<u8>, QueryError>,
+    },
+    /// A peer asks something on one of the application's protocols. Answer with
+    /// [`PeerMachine::respond`](crate::PeerMachine::respond) before the protocol's
+    /// deadline (three quarters of its timeout); past it the machine refuses it with
+    /// `Unanswered`.
+    InboundRequest {
+        id: InboundId,
+        peer: NodeId,
+        protocol: ProtocolId,
+        payload: Vec<u8>,
+    },
+    /// A new message on one of the application's topics. When the topic validates
+    /// (`TopicSpec::validate`), it is forwarded only once
+    /// [`PeerMachine::validate`](crate::PeerMachine::validate) accepts it; otherwise it was
+    /// forwarded already and `id` needs no verdict.
+    GossipReceived {
+        id: GossipId,
+        topic: TopicId,
+        from: NodeId,
+        payload: Vec<u8>,
     },
     /// Blocks `from..=to` were applied; `to` is the new tip.
     BlocksApplied { from: u64, to: u64, tip: BlockHash },

@@ -1,6 +1,7 @@
 //! The [`PeerMachine`]: one per node, owning all of its connections, its chain view and its
 //! address book.
 
+mod app;
 mod ban;
 mod book;
 mod conn;
@@ -8,8 +9,10 @@ mod conn_map;
 mod dedup;
 mod dial;
 mod dispatch;
+mod gossip;
 mod handshake;
 pub mod hot;
+mod inbound;
 mod io;
 mod query;
 mod status;
@@ -20,7 +23,11 @@ pub use io::{
     Action, CloseKind, Direction, DownReason, Input, Misbehaviour, NodeEvent, QueryError, Refused,
     TxError,
 };
+pub use app::{ProtocolStats, TopicStats};
 pub use status::{Counters, PeerStatus, Status, RTT_BUCKETS_MS};
+
+/// Most addresses sent or accepted in one `Peers` response.
+pub(crate) const MAX_ADDRS_PER_RESPONSE: usize = 100;
 
 use crate::chain::BlockHash;
 use crate::config::{Config, ConfigError};
@@ -38,6 +45,8 @@ use conn::{Conn, ConnState, Frame};
 use conn_map::ConnMap;
 use core::net::{IpAddr, SocketAddr};
 use dial::Target;
+use app::AppState;
+use crate::protocol::{ProtocolId, Registry};
 use sync::ChainState;
 use timer::{Timer, TimerTable};
 
@@ -163,6 +172,10 @@ pub struct PeerMachine<S: Store> {
     /// Addresses that turned out to be ourselves: never dialed again.
     never_dial: BTreeSet<SocketAddr>,
     bans: Bans,
+    /// The protocols and topics this node runs: the core's and the application's.
+    registry: Registry,
+    /// Requests handed to the application, topics, and their statistics.
+    app: AppState,
     chain: ChainState,
     /// Scratch buffer frames are encoded into before being copied out at their exact size
     /// (no regrowth while serializing).
@@ -212,7 +225,11 @@ impl<S: Store> PeerMachine<S> {
         let mut rng = Rng::new(config.seed);
         let boot = rng.next_u64();
         let genesis = config.network.genesis_hash();
+        let registry = Registry::new(&config);
+        let app = AppState::new(&registry);
         let mut m = PeerMachine {
+            registry,
+            app,
             hot: HotConfig::new(&config, now),
             bans: Bans::default(),
             chain: ChainState::default(),
@@ -349,6 +366,23 @@ impl<S: Store> PeerMachine<S> {
         self.start_query(now, peer, req)
     }
 
+    /// Sends `payload` to the connected node `peer` on `protocol` (the core's or one
+    /// declared in `Config::protocols`). The returned id ends exactly once, with a
+    /// [`NodeEvent::RequestDone`] carrying the response bytes or why there are none —
+    /// immediately when the peer is unknown, does not run the protocol, would refuse the
+    /// size, or is at its in-flight limit; later on a response, refusal, timeout or loss of
+    /// the connection.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        protocol: ProtocolId,
+        payload: Vec<u8>,
+    ) -> QueryId {
+        self.now = now;
+        self.start_request(now, peer, protocol, payload)
+    }
+
     /// Dials `addr` once (not persistent: no redial after a loss). Ignored for addresses that
     /// turned out to be ourselves, and for addresses already being dialed or connected.
     pub fn dial(&mut self, now: Instant, addr: SocketAddr) {
@@ -389,6 +423,8 @@ impl<S: Store> PeerMachine<S> {
                     pongs_received: c.pongs_received,
                     best_height: r.best_height,
                     user_agent: r.user_agent.clone(),
+                    protocols: r.protocols.iter().map(|a| a.id).collect(),
+                    topics: r.topics.iter().map(|a| a.id).collect(),
                 })
             })
             .collect();
@@ -408,6 +444,8 @@ impl<S: Store> PeerMachine<S> {
             addr_book_len: self.chain.addr_book_len(),
             stopped: self.stopped,
             counters: self.counters.clone(),
+            protocols: self.app.protocol_stats().iter().map(|(id, s)| (*id, s.clone())).collect(),
+            topics: self.app.topic_stats().map(|(id, s)| (id, s.clone())).collect(),
         }
     }
 
@@ -457,6 +495,17 @@ impl<S: Store> PeerMachine<S> {
     /// Bytes queued for `conn` in the machine and in the transport (for invariant checks).
     pub fn send_queue_len(&self, conn: ConnId) -> Option<usize> {
         self.conns.get(&conn).map(|c| c.unsent_bytes())
+    }
+
+    /// Requests on application protocols handed to the application and not yet answered,
+    /// over all connections (for invariant checks).
+    pub fn inbound_waiting(&self) -> usize {
+        self.conns.values().map(|c| c.in_reqs.len()).sum()
+    }
+
+    /// Gossip messages awaiting the application's verdict (for invariant checks).
+    pub fn gossip_pending(&self) -> usize {
+        self.app.pending_len()
     }
 
     /// Number of timers armed (for invariant checks and benchmarks).
@@ -527,11 +576,15 @@ impl<S: Store> PeerMachine<S> {
             Timer::PeerExchange => self.peer_exchange_tick(now),
             Timer::Produce => self.produce_tick(now),
             Timer::TopUp => self.top_up_outbound(now),
+            Timer::Answer(p) => self.on_answer_deadline(now, p),
+            Timer::Validation(t) => self.on_validation_deadline(now, t),
         }
     }
 
     fn send_hello(&mut self, conn: ConnId) {
         let (best_height, best_hash) = self.chain.tip;
+        let protocols = self.registry.protocol_ads().to_vec();
+        let topics = self.registry.topic_ads().to_vec();
         let hello = crate::wire::Hello {
             magic: crate::wire::MAGIC,
             version: crate::wire::PROTOCOL_VERSION,
@@ -544,6 +597,8 @@ impl<S: Store> PeerMachine<S> {
             best_height,
             best_hash,
             user_agent: self.cfg.user_agent.clone(),
+            protocols,
+            topics,
         };
         self.send_msg(conn, &Message::Hello(hello));
     }

@@ -3,6 +3,8 @@
 use crate::chain::{BlockHash, Network};
 use crate::id::{ConnId, NodeId};
 use crate::machine::io::Direction;
+use crate::machine::{ProtocolStats, TopicStats};
+use crate::protocol::{ProtocolId, TopicId};
 use crate::time::{Duration, Instant};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -33,6 +35,10 @@ pub struct Status {
     /// Set once the machine has stopped (after shutdown or a store failure).
     pub stopped: bool,
     pub counters: Counters,
+    /// Every protocol this node runs (the core's and the application's), by id.
+    pub protocols: BTreeMap<ProtocolId, ProtocolStats>,
+    /// Every topic this node takes part in, by id.
+    pub topics: BTreeMap<TopicId, TopicStats>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +57,9 @@ pub struct PeerStatus {
     pub pings_received: u64,
     pub best_height: u64,
     pub user_agent: String,
+    /// The protocols and topics the peer advertised in its `Hello`.
+    pub protocols: Vec<ProtocolId>,
+    pub topics: Vec<TopicId>,
 }
 
 /// Monotonic counters since the machine started.

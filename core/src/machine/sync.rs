@@ -12,11 +12,13 @@ use super::io::{Action, Direction, Misbehaviour, NodeEvent, QueryError, TxError}
 use super::query::Origin;
 use super::timer::Timer;
 use super::PeerMachine;
-use crate::chain::{check_block, Block, BlockHash, Header, Tx, TxId};
+use super::app::Seen;
+use crate::chain::{Block, BlockHash, ChainTip, Header, RuleContext, Tx, TxId};
+use crate::protocol::{builtin, TopicId, Verdict};
 use crate::id::{ConnId, NodeId};
 use crate::store::{AddrEntry, Store};
 use crate::time::{Duration, Instant};
-use crate::wire::{Message, PeerAddr, RequestBody, ResponseBody};
+use crate::wire::{PeerAddr, RefuseReason, RequestBody, ResponseBody};
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::format;
 use alloc::vec::Vec;
@@ -26,12 +28,11 @@ use core::net::SocketAddr;
 const SYNC_TICK: Duration = Duration::from_secs(1);
 /// A peer whose range request timed out is not asked again for this long.
 const STALL_PENALTY: Duration = Duration::from_secs(60);
-/// Most addresses sent or accepted in one `Peers` response.
-const MAX_ADDRS_PER_RESPONSE: usize = 100;
 /// Blocks per response we serve, whatever the peer asks.
 const MAX_BLOCKS_PER_RESPONSE: u32 = 1000;
 /// Remembered block and transaction hashes, for gossip dedup.
 const SEEN_MAX: usize = 16_384;
+use super::MAX_ADDRS_PER_RESPONSE;
 /// Dial failures after which an address leaves the book.
 const MAX_ADDR_FAILURES: u32 = 8;
 
@@ -72,7 +73,7 @@ struct Fork {
     fetching: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ChainState {
     pub tip: (u64, BlockHash),
     tip_header: Option<Header>,
@@ -98,38 +99,25 @@ pub(crate) struct ChainState {
     rr: u64,
 }
 
-/// A bounded insertion-ordered set.
-#[derive(Debug)]
-struct Seen<T: Ord + Copy> {
-    set: BTreeSet<T>,
-    order: VecDeque<T>,
-}
-
-impl<T: Ord + Copy> Default for Seen<T> {
+impl Default for ChainState {
     fn default() -> Self {
-        Seen {
-            set: BTreeSet::new(),
-            order: VecDeque::new(),
+        ChainState {
+            tip: Default::default(),
+            tip_header: None,
+            peer_best: BTreeMap::new(),
+            stalled_until: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            fork: None,
+            seen_blocks: Seen::new(SEEN_MAX),
+            seen_txs: Seen::new(SEEN_MAX),
+            mempool: BTreeMap::new(),
+            mempool_order: VecDeque::new(),
+            book: Default::default(),
+            addr_node: BTreeMap::new(),
+            retry_at: BTreeMap::new(),
+            rr: 0,
         }
-    }
-}
-
-impl<T: Ord + Copy> Seen<T> {
-    /// Inserts `v`; false if it was already there.
-    fn insert(&mut self, v: T) -> bool {
-        if !self.set.insert(v) {
-            return false;
-        }
-        self.order.push_back(v);
-        if self.order.len() > SEEN_MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
-    fn contains(&self, v: &T) -> bool {
-        self.set.contains(v)
     }
 }
 
@@ -222,7 +210,20 @@ impl<S: Store> PeerMachine<S> {
     /// A best-effort chain-layer request: it fails at once only if the connection is going
     /// (`PeerGone`) or at its in-flight cap, and either way the next interval asks again.
     fn ask_chain(&mut self, now: Instant, conn: ConnId, req: ChainReq, body: RequestBody) {
-        let _ = self.send_request(now, conn, Origin::Chain(req), body, None);
+        let _ = self.chain_request(now, conn, req, &body);
+    }
+
+    /// Sends a built-in request on behalf of the chain layer: the same path, limits and
+    /// accounting as any application request.
+    fn chain_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: ChainReq,
+        body: &RequestBody,
+    ) -> Result<(), QueryError> {
+        let (protocol, payload) = builtin::encode_request(body);
+        self.send_request(now, conn, Origin::Chain(req), protocol, payload, None)
     }
 
     pub(crate) fn chain_peer_down(&mut self, now: Instant, node: NodeId) {
@@ -275,7 +276,7 @@ impl<S: Store> PeerMachine<S> {
         now: Instant,
         conn: ConnId,
         body: RequestBody,
-    ) -> ResponseBody {
+    ) -> Result<ResponseBody, RefuseReason> {
         let result = match body {
             RequestBody::Tip => Ok(ResponseBody::Tip {
                 height: self.chain.tip.0,
@@ -287,13 +288,10 @@ impl<S: Store> PeerMachine<S> {
             }
             RequestBody::Peers => Ok(ResponseBody::Peers(self.addrs_for(conn))),
         };
-        match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.fatal(now, format!("reading the chain to answer a peer: {e}"));
-                ResponseBody::Refused(crate::wire::RefuseReason::Other(500))
-            }
-        }
+        result.map_err(|e| {
+            self.fatal(now, format!("reading the chain to answer a peer: {e}"));
+            RefuseReason::Unavailable
+        })
     }
 
     fn blocks_from(&self, from: u64, count: u32) -> Result<Vec<Block>, S::Error> {
@@ -361,20 +359,12 @@ impl<S: Store> PeerMachine<S> {
         now: Instant,
         conn: ConnId,
         req: ChainReq,
-        asked: RequestBody,
+        asked: Option<RequestBody>,
         body: ResponseBody,
     ) {
         let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else {
             return;
         };
-        if let ResponseBody::Refused(_) = body {
-            return self.chain_request_failed(
-                now,
-                conn,
-                req,
-                QueryError::Refused(crate::wire::RefuseReason::Other(0)),
-            );
-        }
         match (req, body) {
             (ChainReq::Range { from }, ResponseBody::Blocks(blocks)) => {
                 self.chain.in_flight.remove(&from);
@@ -429,11 +419,11 @@ impl<S: Store> PeerMachine<S> {
         now: Instant,
         conn: ConnId,
         from: u64,
-        asked: &RequestBody,
+        asked: &Option<RequestBody>,
         blocks: &[Block],
     ) -> bool {
         let asked = match asked {
-            RequestBody::Blocks { count, .. } => u64::from(*count),
+            Some(RequestBody::Blocks { count, .. }) => u64::from(*count),
             _ => 0,
         };
         let ok = blocks.len() as u64 <= asked
@@ -565,13 +555,7 @@ impl<S: Store> PeerMachine<S> {
                 count: count as u32,
             };
             if self
-                .send_request(
-                    now,
-                    conn,
-                    Origin::Chain(ChainReq::Range { from: next }),
-                    body,
-                    None,
-                )
+                .chain_request(now, conn, ChainReq::Range { from: next }, &body)
                 .is_err()
             {
                 break;
@@ -605,8 +589,13 @@ impl<S: Store> PeerMachine<S> {
         };
         let mut batch: Vec<Block> = Vec::new();
         let wall = self.wall_secs(now);
+        let rules = self.cfg.rules.clone();
+        let ctx = RuleContext {
+            limits: &self.cfg.limits,
+            wall_secs: wall,
+        };
         while let Some((node, block)) = self.chain.pending.remove(&(parent.height + 1)) {
-            match check_block(&block, &parent, &self.cfg.limits, wall) {
+            match rules.check_block(&block, &parent, &ctx) {
                 Ok(()) => {
                     parent = block.header.clone();
                     batch.push(block);
@@ -632,18 +621,21 @@ impl<S: Store> PeerMachine<S> {
             }
         }
         if !batch.is_empty() {
-            self.commit(now, None, batch, None);
+            self.commit(now, None, batch, None, true);
         }
     }
 
     /// Writes blocks to the store (atomically, with an optional rollback) and updates
     /// everything derived from the tip.
+    /// `announce`: tell peers of the new tip once caught up (except `source`); the
+    /// announcement path forwards the block itself instead.
     fn commit(
         &mut self,
         now: Instant,
         rollback_to: Option<u64>,
         blocks: Vec<Block>,
         source: Option<NodeId>,
+        announce: bool,
     ) {
         let old_tip = self.chain.tip.0;
         if let Err(e) = self.store.apply(rollback_to, &blocks) {
@@ -674,9 +666,9 @@ impl<S: Store> PeerMachine<S> {
             .push_back(Action::Notify(NodeEvent::BlocksApplied { from, to, tip }));
         // Once caught up, tell peers about the new tip (except whoever gave it to us), so a
         // node behind a healed partition learns of it without waiting for the next block.
-        if self.sync_target().is_none() {
+        if announce && self.sync_target().is_none() {
             let block = last.clone();
-            self.gossip(Message::BlockAnnounce(block), source);
+            self.announce_block(&block, source);
         }
         self.arm_sync_tick(now);
     }
@@ -685,7 +677,14 @@ impl<S: Store> PeerMachine<S> {
 
     fn start_fork_search(&mut self, now: Instant, node: NodeId) {
         let tip = self.chain.tip.0;
-        let lo = tip.saturating_sub(self.cfg.max_reorg_depth);
+        let tip_view = ChainTip {
+            height: tip,
+            hash: self.chain.tip.1,
+        };
+        // Never below what the rules call final, nor deeper than `max_reorg_depth`.
+        let lo = tip
+            .saturating_sub(self.cfg.max_reorg_depth)
+            .max(self.cfg.rules.final_height(&tip_view).min(tip));
         self.chain.in_flight.clear();
         self.chain.fork = Some(Fork {
             node,
@@ -713,9 +712,7 @@ impl<S: Store> PeerMachine<S> {
             return;
         };
         let sent = match self.peers.get(&node) {
-            Some(&conn) => self
-                .send_request(now, conn, Origin::Chain(req), body, None)
-                .is_ok(),
+            Some(&conn) => self.chain_request(now, conn, req, &body).is_ok(),
             None => false,
         };
         if !sent {
@@ -788,8 +785,15 @@ impl<S: Store> PeerMachine<S> {
         let got = blocks.len();
         fork.branch.extend(blocks);
         let branch_tip = fork.lo + fork.branch.len() as u64;
-        let our_tip = self.chain.tip.0;
-        if branch_tip <= our_tip {
+        let ours = ChainTip {
+            height: self.chain.tip.0,
+            hash: self.chain.tip.1,
+        };
+        let theirs = ChainTip {
+            height: branch_tip,
+            hash: fork.branch.last().map_or(BlockHash::default(), Block::hash),
+        };
+        if !self.cfg.rules.prefer(&ours, &theirs) {
             if got == 0
                 || fork.branch.len() as u64 > self.cfg.max_reorg_depth + self.cfg.sync_batch as u64
             {
@@ -811,9 +815,14 @@ impl<S: Store> PeerMachine<S> {
             Err(e) => return self.fatal(now, format!("reading block {}: {e}", fork.lo)),
         };
         let wall = self.wall_secs(now);
+        let rules = self.cfg.rules.clone();
+        let ctx = RuleContext {
+            limits: &self.cfg.limits,
+            wall_secs: wall,
+        };
         let mut parent = base;
         for b in &fork.branch {
-            if let Err(e) = check_block(b, &parent, &self.cfg.limits, wall) {
+            if let Err(e) = rules.check_block(b, &parent, &ctx) {
                 if let Some(&conn) = self.peers.get(&node) {
                     self.misbehave(
                         now,
@@ -830,57 +839,93 @@ impl<S: Store> PeerMachine<S> {
         // rules are not ours; they are simply no longer applied.
         self.chain.pending.clear();
         self.chain.in_flight.clear();
-        self.commit(now, Some(fork.lo), fork.branch, Some(node));
+        self.commit(now, Some(fork.lo), fork.branch, Some(node), true);
         self.drive_sync(now);
     }
 
     // ---- gossip ---------------------------------------------------------------------------
 
-    pub(crate) fn on_block_announce(&mut self, now: Instant, conn: ConnId, block: Block) {
+    /// A new message on one of the core's topics: the chain layer's verdict.
+    pub(crate) fn chain_gossip(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        topic: TopicId,
+        payload: &[u8],
+    ) -> Verdict {
+        match topic {
+            builtin::BLOCK_TOPIC => match postcard::from_bytes::<Block>(payload) {
+                Ok(block) => self.on_block_announce(now, conn, block),
+                Err(_) => Verdict::Reject,
+            },
+            builtin::TX_TOPIC => match postcard::from_bytes::<Tx>(payload) {
+                Ok(tx) => self.on_tx_broadcast(tx, conn),
+                Err(_) => Verdict::Reject,
+            },
+            _ => Verdict::Ignore,
+        }
+    }
+
+    /// A block announcement we already had still says the sender has a chain that high.
+    pub(crate) fn note_announced_height(&mut self, from: NodeId, payload: &[u8]) {
+        if let Ok((header, _)) = postcard::take_from_bytes::<Header>(payload) {
+            let hash = header.hash();
+            self.note_peer_best(from, header.height, hash);
+        }
+    }
+
+    /// Sends `block` on the block topic to every peer but `except`.
+    fn announce_block(&mut self, block: &Block, except: Option<NodeId>) {
+        let payload = crate::protocol::encode(block);
+        let _ = self.publish_from(builtin::BLOCK_TOPIC, &payload, except);
+    }
+
+    fn on_block_announce(&mut self, now: Instant, conn: ConnId, block: Block) -> Verdict {
         let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else {
-            return;
+            return Verdict::Ignore;
         };
         let hash = block.hash();
         self.note_peer_best(node, block.header.height, hash);
         if !self.chain.seen_blocks.insert(hash) {
-            return;
+            return Verdict::Ignore;
         }
         let Some(tip) = self.chain.tip_header.clone() else {
-            return;
+            return Verdict::Ignore;
         };
         if block.header.height == tip.height + 1 && block.header.prev == self.chain.tip.1 {
-            if let Err(e) = check_block(&block, &tip, &self.cfg.limits, self.wall_secs(now)) {
-                return self.misbehave(
+            let ctx = RuleContext {
+                limits: &self.cfg.limits,
+                wall_secs: self.wall_secs(now),
+            };
+            if let Err(e) = self.cfg.rules.check_block(&block, &tip, &ctx) {
+                self.misbehave(
                     now,
                     conn,
                     Misbehaviour::InvalidBlock,
                     &format!("announced block {}: {}", block.header.height, e.as_str()),
                 );
+                return Verdict::Ignore;
             }
-            self.commit(now, None, alloc::vec![block.clone()], Some(node));
-            // `commit` announced it to everyone but the source if we are caught up; if we are
-            // not, still relay the news.
-            if self.sync_target().is_some() {
-                self.gossip(Message::BlockAnnounce(block), Some(node));
-            }
+            // Applied and forwarded to everyone but the source, caught up or not.
+            self.commit(now, None, alloc::vec![block], Some(node), false);
+            Verdict::Accept
         } else {
             self.drive_sync(now);
+            Verdict::Ignore
         }
     }
 
-    pub(crate) fn on_tx_broadcast(&mut self, now: Instant, conn: ConnId, tx: Tx) {
+    fn on_tx_broadcast(&mut self, tx: Tx, conn: ConnId) -> Verdict {
         let Some(node) = self.conns.get(&conn).and_then(|c| c.node_id()) else {
-            return;
+            return Verdict::Ignore;
         };
         if tx.0.len() > self.cfg.limits.max_tx_bytes {
-            return self.misbehave(
-                now,
-                conn,
-                Misbehaviour::InvalidTx,
-                "transaction over the size limit",
-            );
+            return Verdict::Reject;
         }
-        let _ = self.accept_tx(tx, Some(node));
+        match self.accept_tx(tx, Some(node)) {
+            Ok(_) => Verdict::Accept,
+            Err(_) => Verdict::Ignore,
+        }
     }
 
     /// Submits a local transaction: into the mempool and out to every peer.
@@ -892,10 +937,14 @@ impl<S: Store> PeerMachine<S> {
         if tx.0.len() > self.cfg.limits.max_tx_bytes {
             return Err(TxError::TooLarge);
         }
-        self.accept_tx(tx, None)
+        let payload = crate::protocol::encode(&tx);
+        let id = self.accept_tx(tx, None)?;
+        let _ = self.publish_from(builtin::TX_TOPIC, &payload, None);
+        Ok(id)
     }
 
-    fn accept_tx(&mut self, tx: Tx, source: Option<NodeId>) -> Result<TxId, TxError> {
+    /// Into the mempool; the caller relays it (a forward, or a publish).
+    fn accept_tx(&mut self, tx: Tx, _source: Option<NodeId>) -> Result<TxId, TxError> {
         let id = tx.id();
         if self.chain.seen_txs.contains(&id) {
             return Err(TxError::Duplicate);
@@ -904,31 +953,12 @@ impl<S: Store> PeerMachine<S> {
             return Err(TxError::MempoolFull);
         }
         self.chain.seen_txs.insert(id);
-        self.chain.mempool.insert(id, tx.clone());
+        self.chain.mempool.insert(id, tx);
         self.chain.mempool_order.push_back(id);
         self.counters.txs_accepted += 1;
         self.actions
             .push_back(Action::Notify(NodeEvent::TxAccepted { id }));
-        self.gossip(Message::TxBroadcast(tx), source);
         Ok(id)
-    }
-
-    /// Sends `msg` to every established peer except `except`.
-    fn gossip(&mut self, msg: Message, except: Option<NodeId>) {
-        let targets: Vec<ConnId> = self
-            .peers
-            .iter()
-            .filter(|(n, _)| Some(**n) != except)
-            .map(|(_, c)| *c)
-            .collect();
-        if targets.is_empty() {
-            return;
-        }
-        // Encode once, queue the same bytes everywhere.
-        let frame = msg.to_frame();
-        for conn in targets {
-            self.send_frame(conn, frame.clone(), false);
-        }
     }
 
     // ---- production -----------------------------------------------------------------------
@@ -959,9 +989,9 @@ impl<S: Store> PeerMachine<S> {
             .unwrap_or(parent.time + 1)
             .max(parent.time);
         let block = Block::build(&parent, time, txs);
-        self.commit(now, None, alloc::vec![block.clone()], None);
+        self.commit(now, None, alloc::vec![block.clone()], None, true);
         if self.sync_target().is_some() {
-            self.gossip(Message::BlockAnnounce(block), None);
+            self.announce_block(&block, None);
         }
     }
 

@@ -7,6 +7,7 @@
 
 use super::conn_map::ConnMap;
 use crate::id::{ConnId, NodeId};
+use crate::protocol::{ProtocolId, TopicId};
 use crate::time::Instant;
 use alloc::collections::{btree_map, BTreeMap, BinaryHeap};
 use alloc::vec::Vec;
@@ -38,6 +39,10 @@ pub(crate) enum Timer {
     Produce,
     /// Dial more addresses from the book, once their backoff allows.
     TopUp,
+    /// The oldest request of an application protocol still unanswered is due.
+    Answer(ProtocolId),
+    /// The oldest message of a topic still awaiting its verdict is due.
+    Validation(TopicId),
 }
 
 /// The deadline table: where each armed timer is due, and min-heaps of `(deadline, timer)`

@@ -1,19 +1,24 @@
-//! The messages of protocol version 1 and their encoding.
+//! The messages of protocol version 2 and their encoding.
 //!
-//! Payload = varint kind ‖ postcard body. Bodies are structs and enums with serde derives;
+//! Payload = varint kind ‖ body. Requests, responses and gossip are a small header of
+//! varints (id, protocol or topic, status) followed by the protocol's own bytes, which run
+//! to the end of the frame; every other body is postcard. Bodies are structs and enums with serde derives;
 //! postcard is not self-describing, so fields are only ever *appended* to a body in later
 //! versions (postcard ignores trailing bytes), and new messages get new kinds.
 
-use crate::chain::{Block, BlockHash, Tx};
+use crate::chain::{Block, BlockHash};
 use crate::id::NodeId;
+use crate::protocol::{ProtocolAd, ProtocolId, TopicAd, TopicId};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"TIME";
-pub const PROTOCOL_VERSION: u16 = 1;
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Version 2: application protocols and topics, advertised in `Hello`; requests,
+/// responses and gossip carry a protocol or topic id. Version-1 peers are told to upgrade.
+pub const PROTOCOL_VERSION: u16 = 2;
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 /// Longest user agent we keep; longer ones are truncated, not refused.
 pub const MAX_USER_AGENT: usize = 256;
 
@@ -33,6 +38,10 @@ pub struct Hello {
     pub best_height: u64,
     pub best_hash: BlockHash,
     pub user_agent: String,
+    /// The request/response protocols this node serves, with the limits it accepts.
+    pub protocols: Vec<ProtocolAd>,
+    /// The gossip topics this node takes part in.
+    pub topics: Vec<TopicAd>,
 }
 
 /// Why a connection is being closed, in a form both machines and people can read.
@@ -185,7 +194,9 @@ impl From<PeerAddr> for SocketAddr {
     }
 }
 
-/// What a peer may ask of us.
+/// What a peer may ask of the core's built-in protocols (see
+/// [`protocol::builtin`](crate::protocol::builtin)); each variant travels on its own
+/// protocol id.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum RequestBody {
     /// Our best height and hash.
@@ -198,27 +209,41 @@ pub enum RequestBody {
     Peers,
 }
 
-impl RequestBody {
-    /// Number of variants this version knows; a larger discriminant is a newer request kind,
-    /// answered with `Refused(Unsupported)` rather than treated as an error.
-    pub const KNOWN_KINDS: u32 = 4;
-}
-
-/// Why a request was not served.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// Why a request was not served. Travels as a `u16`; a code added by a newer version
+/// arrives as `Other(code)`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum RefuseReason {
-    /// We do not know this request kind.
+    /// We do not run this protocol.
     Unsupported,
-    /// Too many of the peer's requests are in flight.
+    /// Too many of the peer's requests are in flight on this protocol.
     TooManyRequests,
+    /// The request exceeds the protocol's `max_request_bytes`, or the response its
+    /// `max_response_bytes`.
+    TooLarge,
+    /// The application did not answer within the protocol's deadline.
+    Unanswered,
+    /// The request did not decode as the protocol's request type.
+    BadRequest,
+    /// The responder could not serve it (a storage failure, shutting down).
+    Unavailable,
+    /// A refusal defined by the application's protocol.
+    App(u16),
     Other(u16),
 }
+
+/// Application refusal codes start here (`App(0)` travels as this).
+pub const APP_REFUSE_BASE: u16 = 1000;
 
 impl RefuseReason {
     pub const fn code(self) -> u16 {
         match self {
             RefuseReason::Unsupported => 1,
             RefuseReason::TooManyRequests => 2,
+            RefuseReason::TooLarge => 3,
+            RefuseReason::Unanswered => 4,
+            RefuseReason::BadRequest => 5,
+            RefuseReason::Unavailable => 6,
+            RefuseReason::App(c) => APP_REFUSE_BASE.saturating_add(c),
             RefuseReason::Other(c) => c,
         }
     }
@@ -226,7 +251,35 @@ impl RefuseReason {
         match c {
             1 => RefuseReason::Unsupported,
             2 => RefuseReason::TooManyRequests,
+            3 => RefuseReason::TooLarge,
+            4 => RefuseReason::Unanswered,
+            5 => RefuseReason::BadRequest,
+            6 => RefuseReason::Unavailable,
+            c if c >= APP_REFUSE_BASE => RefuseReason::App(c - APP_REFUSE_BASE),
             c => RefuseReason::Other(c),
+        }
+    }
+    /// A stable snake_case name, for logs, metrics labels and JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RefuseReason::Unsupported => "unsupported",
+            RefuseReason::TooManyRequests => "too_many_requests",
+            RefuseReason::TooLarge => "too_large",
+            RefuseReason::Unanswered => "unanswered",
+            RefuseReason::BadRequest => "bad_request",
+            RefuseReason::Unavailable => "unavailable",
+            RefuseReason::App(_) => "app",
+            RefuseReason::Other(_) => "other",
+        }
+    }
+}
+
+impl core::fmt::Display for RefuseReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RefuseReason::App(c) => write!(f, "refused by the application (code {c})"),
+            RefuseReason::Other(c) => write!(f, "refused (code {c})"),
+            r => f.write_str(r.as_str()),
         }
     }
 }
@@ -255,20 +308,63 @@ pub enum ResponseBody {
     /// when we have fewer or the byte cap was reached.
     Blocks(Vec<Block>),
     Peers(Vec<PeerAddr>),
-    Refused(RefuseReason),
 }
 
-/// Every message of protocol version 1.
+/// Every message of protocol version 2, owned. The machine reads frames through the
+/// borrowing [`MessageRef`] (no copy of a payload); this form is for tests, tools and
+/// anything that keeps a message.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     Hello(Hello),
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     Goodbye(Goodbye),
-    Request { id: u64, body: RequestBody },
-    Response { id: u64, body: ResponseBody },
-    BlockAnnounce(Block),
-    TxBroadcast(Tx),
+    /// A request on a protocol; `id` is the requester's, per connection.
+    Request {
+        id: u64,
+        protocol: ProtocolId,
+        payload: Vec<u8>,
+    },
+    /// The answer to request `id` on the same connection.
+    Response {
+        id: u64,
+        result: Result<Vec<u8>, RefuseReason>,
+    },
+    /// A message on a gossip topic.
+    Gossip {
+        topic: TopicId,
+        payload: Vec<u8>,
+    },
+}
+
+/// A message read in place from a frame: payloads borrow the frame's bytes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum MessageRef<'a> {
+    Hello(Hello),
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    Goodbye(Goodbye),
+    Request {
+        id: u64,
+        protocol: ProtocolId,
+        payload: &'a [u8],
+    },
+    Response {
+        id: u64,
+        result: Result<&'a [u8], RefuseReason>,
+    },
+    Gossip {
+        topic: TopicId,
+        payload: &'a [u8],
+    },
 }
 
 /// Message kinds, as numbered on the wire.
@@ -281,20 +377,18 @@ pub enum MessageKind {
     Goodbye = 3,
     Request = 4,
     Response = 5,
-    BlockAnnounce = 6,
-    TxBroadcast = 7,
+    Gossip = 6,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 8] = [
+    pub const ALL: [MessageKind; 7] = [
         MessageKind::Hello,
         MessageKind::Ping,
         MessageKind::Pong,
         MessageKind::Goodbye,
         MessageKind::Request,
         MessageKind::Response,
-        MessageKind::BlockAnnounce,
-        MessageKind::TxBroadcast,
+        MessageKind::Gossip,
     ];
 
     pub fn from_u32(k: u32) -> Option<Self> {
@@ -309,8 +403,7 @@ impl MessageKind {
             MessageKind::Goodbye => "goodbye",
             MessageKind::Request => "request",
             MessageKind::Response => "response",
-            MessageKind::BlockAnnounce => "block_announce",
-            MessageKind::TxBroadcast => "tx_broadcast",
+            MessageKind::Gossip => "gossip",
         }
     }
 
@@ -326,15 +419,13 @@ impl MessageKind {
 
 /// What a payload decoded to.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Decoded {
-    Known(Message),
+pub enum Decoded<M = Message> {
+    Known(M),
     /// A message kind this version does not know: skip it.
     UnknownKind(u32),
-    /// A request kind this version does not know: answer `Refused(Unsupported)`.
-    UnknownRequest {
-        id: u64,
-        kind: u32,
-    },
+    /// A `Hello` of a version before 2, which cannot be decoded as ours: the peer is told
+    /// to upgrade.
+    OldHello { version: u16, min_version: u16 },
 }
 
 /// A payload that cannot be decoded: a protocol error by the sender.
@@ -355,60 +446,95 @@ impl core::fmt::Display for WireError {
     }
 }
 
-impl Message {
+/// The leading fields every `Hello` of every version shares.
+#[derive(Deserialize)]
+struct HelloHead {
+    magic: [u8; 4],
+    version: u16,
+    min_version: u16,
+}
+
+impl<'a> MessageRef<'a> {
     pub fn kind(&self) -> MessageKind {
         match self {
-            Message::Hello(_) => MessageKind::Hello,
-            Message::Ping { .. } => MessageKind::Ping,
-            Message::Pong { .. } => MessageKind::Pong,
-            Message::Goodbye(_) => MessageKind::Goodbye,
-            Message::Request { .. } => MessageKind::Request,
-            Message::Response { .. } => MessageKind::Response,
-            Message::BlockAnnounce(_) => MessageKind::BlockAnnounce,
-            Message::TxBroadcast(_) => MessageKind::TxBroadcast,
+            MessageRef::Hello(_) => MessageKind::Hello,
+            MessageRef::Ping { .. } => MessageKind::Ping,
+            MessageRef::Pong { .. } => MessageKind::Pong,
+            MessageRef::Goodbye(_) => MessageKind::Goodbye,
+            MessageRef::Request { .. } => MessageKind::Request,
+            MessageRef::Response { .. } => MessageKind::Response,
+            MessageRef::Gossip { .. } => MessageKind::Gossip,
+        }
+    }
+
+    pub fn to_owned(&self) -> Message {
+        match self {
+            MessageRef::Hello(h) => Message::Hello(h.clone()),
+            MessageRef::Ping { nonce } => Message::Ping { nonce: *nonce },
+            MessageRef::Pong { nonce } => Message::Pong { nonce: *nonce },
+            MessageRef::Goodbye(g) => Message::Goodbye(g.clone()),
+            MessageRef::Request {
+                id,
+                protocol,
+                payload,
+            } => Message::Request {
+                id: *id,
+                protocol: *protocol,
+                payload: payload.to_vec(),
+            },
+            MessageRef::Response { id, result } => Message::Response {
+                id: *id,
+                result: result.map(<[u8]>::to_vec),
+            },
+            MessageRef::Gossip { topic, payload } => Message::Gossip {
+                topic: *topic,
+                payload: payload.to_vec(),
+            },
         }
     }
 
     /// Appends this message as one complete frame (length prefix included) to `out`.
     pub fn encode_frame(&self, out: &mut Vec<u8>) {
-        if let Message::Ping { nonce } | Message::Pong { nonce } = *self {
+        if let MessageRef::Ping { nonce } | MessageRef::Pong { nonce } = *self {
             // The hot path: length, kind and one varint, written directly (the same bytes
             // postcard writes).
             let mut buf = [0u8; 4 + 1 + 10];
             buf[4] = self.kind() as u8;
-            let mut n = 5;
-            let mut v = nonce;
-            loop {
-                let b = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    buf[n] = b;
-                    n += 1;
-                    break;
-                }
-                buf[n] = b | 0x80;
-                n += 1;
-            }
+            let n = 5 + write_varint(nonce, &mut buf[5..]);
             buf[..4].copy_from_slice(&((n - 4) as u32).to_le_bytes());
             out.extend_from_slice(&buf[..n]);
             return;
         }
-        let at = out.len();
-        out.extend_from_slice(&[0u8; 4]);
-        let mut w = core::mem::take(out);
-        w = ser(&(self.kind() as u32), w);
-        w = match self {
-            Message::Hello(h) => ser(h, w),
-            Message::Ping { nonce } | Message::Pong { nonce } => ser(nonce, w),
-            Message::Goodbye(g) => ser(g, w),
-            Message::Request { id, body } => ser(&(id, body), w),
-            Message::Response { id, body } => ser(&(id, body), w),
-            Message::BlockAnnounce(b) => ser(b, w),
-            Message::TxBroadcast(t) => ser(t, w),
-        };
-        let len = (w.len() - at - 4) as u32;
-        w[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        *out = w;
+        let at = begin_frame(out, self.kind());
+        match self {
+            MessageRef::Hello(h) => ser_into(h, out),
+            MessageRef::Ping { nonce } | MessageRef::Pong { nonce } => ser_into(nonce, out),
+            MessageRef::Goodbye(g) => ser_into(g, out),
+            MessageRef::Request {
+                id,
+                protocol,
+                payload,
+            } => {
+                push_varint(*id, out);
+                push_varint(u64::from(protocol.0), out);
+                out.extend_from_slice(payload);
+            }
+            MessageRef::Response { id, result } => {
+                push_varint(*id, out);
+                match result {
+                    Ok(payload) => {
+                        push_varint(0, out);
+                        out.extend_from_slice(payload);
+                    }
+                    Err(r) => push_varint(u64::from(r.code()), out),
+                }
+            }
+            MessageRef::Gossip { topic, payload } => {
+                push_varint(u64::from(topic.0), out);
+                out.extend_from_slice(payload);
+            }
+        }
+        end_frame(out, at);
     }
 
     /// The hot path of [`decode`](Self::decode): a ping or pong whose kind is one byte and
@@ -417,7 +543,7 @@ impl Message {
     /// postcard ignores trailing bytes too); anything else returns `None` and takes the
     /// general path, errors included.
     #[inline]
-    fn decode_ping_pong(payload: &[u8]) -> Option<Message> {
+    fn decode_ping_pong(payload: &[u8]) -> Option<MessageRef<'a>> {
         let (&kind, body) = payload.split_first()?;
         let ping = kind == MessageKind::Ping as u8;
         if !ping && kind != MessageKind::Pong as u8 {
@@ -428,13 +554,158 @@ impl Message {
             nonce |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Some(if ping {
-                    Message::Ping { nonce }
+                    MessageRef::Ping { nonce }
                 } else {
-                    Message::Pong { nonce }
+                    MessageRef::Pong { nonce }
                 });
             }
         }
         None
+    }
+
+    /// The kind of a payload, without decoding its body: lets a receiver refuse a kind that
+    /// is not allowed in a connection's state before paying for its body.
+    pub fn peek_kind(payload: &[u8]) -> Option<Result<MessageKind, u32>> {
+        let (kind, _) = postcard::take_from_bytes::<u32>(payload).ok()?;
+        Some(MessageKind::from_u32(kind).ok_or(kind))
+    }
+
+    /// Decodes one frame payload (without the length prefix), borrowing its bytes.
+    pub fn decode(payload: &'a [u8]) -> Result<Decoded<MessageRef<'a>>, WireError> {
+        if let Some(msg) = Self::decode_ping_pong(payload) {
+            return Ok(Decoded::Known(msg));
+        }
+        let (kind, body) =
+            postcard::take_from_bytes::<u32>(payload).map_err(|_| WireError::MissingKind)?;
+        let Some(kind) = MessageKind::from_u32(kind) else {
+            return Ok(Decoded::UnknownKind(kind));
+        };
+        let bad = |_| WireError::MalformedBody(kind);
+        let msg = match kind {
+            MessageKind::Hello => match postcard::from_bytes::<Hello>(body) {
+                Ok(h) => MessageRef::Hello(h),
+                Err(_) => {
+                    // An older peer's `Hello` has fewer fields: tell it to upgrade rather
+                    // than calling it garbage.
+                    if let Ok((head, _)) = postcard::take_from_bytes::<HelloHead>(body) {
+                        if head.magic == MAGIC && head.version < MIN_PROTOCOL_VERSION {
+                            return Ok(Decoded::OldHello {
+                                version: head.version,
+                                min_version: head.min_version,
+                            });
+                        }
+                    }
+                    return Err(WireError::MalformedBody(kind));
+                }
+            },
+            MessageKind::Ping => MessageRef::Ping {
+                nonce: postcard::from_bytes(body).map_err(bad)?,
+            },
+            MessageKind::Pong => MessageRef::Pong {
+                nonce: postcard::from_bytes(body).map_err(bad)?,
+            },
+            MessageKind::Goodbye => MessageRef::Goodbye(postcard::from_bytes(body).map_err(bad)?),
+            MessageKind::Request => {
+                let (id, rest) = postcard::take_from_bytes::<u64>(body).map_err(bad)?;
+                let (protocol, payload) = postcard::take_from_bytes::<u32>(rest).map_err(bad)?;
+                MessageRef::Request {
+                    id,
+                    protocol: ProtocolId(protocol),
+                    payload,
+                }
+            }
+            MessageKind::Response => {
+                let (id, rest) = postcard::take_from_bytes::<u64>(body).map_err(bad)?;
+                let (status, payload) = postcard::take_from_bytes::<u16>(rest).map_err(bad)?;
+                let result = if status == 0 {
+                    Ok(payload)
+                } else if payload.is_empty() {
+                    Err(RefuseReason::from_code(status))
+                } else {
+                    return Err(WireError::MalformedBody(kind));
+                };
+                MessageRef::Response { id, result }
+            }
+            MessageKind::Gossip => {
+                let (topic, payload) = postcard::take_from_bytes::<u32>(body).map_err(bad)?;
+                MessageRef::Gossip {
+                    topic: TopicId(topic),
+                    payload,
+                }
+            }
+        };
+        Ok(Decoded::Known(msg))
+    }
+}
+
+impl Message {
+    pub fn kind(&self) -> MessageKind {
+        self.as_ref().kind()
+    }
+
+    /// This message, borrowing its payload.
+    pub fn as_ref(&self) -> MessageRef<'_> {
+        match self {
+            Message::Hello(h) => MessageRef::Hello(h.clone()),
+            Message::Ping { nonce } => MessageRef::Ping { nonce: *nonce },
+            Message::Pong { nonce } => MessageRef::Pong { nonce: *nonce },
+            Message::Goodbye(g) => MessageRef::Goodbye(g.clone()),
+            Message::Request {
+                id,
+                protocol,
+                payload,
+            } => MessageRef::Request {
+                id: *id,
+                protocol: *protocol,
+                payload,
+            },
+            Message::Response { id, result } => MessageRef::Response {
+                id: *id,
+                result: result.as_deref().map_err(|r| *r),
+            },
+            Message::Gossip { topic, payload } => MessageRef::Gossip {
+                topic: *topic,
+                payload,
+            },
+        }
+    }
+
+    /// A request of the core's built-in protocols.
+    pub fn builtin_request(id: u64, body: &RequestBody) -> Message {
+        let (protocol, payload) = crate::protocol::builtin::encode_request(body);
+        Message::Request {
+            id,
+            protocol,
+            payload,
+        }
+    }
+
+    /// A successful response of the core's built-in protocols.
+    pub fn builtin_response(id: u64, body: &ResponseBody) -> Message {
+        Message::Response {
+            id,
+            result: Ok(crate::protocol::builtin::encode_response(body)),
+        }
+    }
+
+    /// This message as a built-in request, if it is one.
+    pub fn as_builtin_request(&self) -> Option<(u64, RequestBody)> {
+        match self {
+            Message::Request {
+                id,
+                protocol,
+                payload,
+            } => Some((
+                *id,
+                crate::protocol::builtin::decode_request(*protocol, payload)?,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Appends this message as one complete frame (length prefix included) to `out`.
+    pub fn encode_frame(&self, out: &mut Vec<u8>) {
+        self.as_ref().encode_frame(out)
     }
 
     /// This message as one frame.
@@ -447,56 +718,65 @@ impl Message {
         v
     }
 
-    /// Decodes one frame payload (without the length prefix).
+    /// Decodes one frame payload (without the length prefix) into an owned message.
     pub fn decode(payload: &[u8]) -> Result<Decoded, WireError> {
-        if let Some(msg) = Self::decode_ping_pong(payload) {
-            return Ok(Decoded::Known(msg));
-        }
-        let (kind, body) =
-            postcard::take_from_bytes::<u32>(payload).map_err(|_| WireError::MissingKind)?;
-        let Some(kind) = MessageKind::from_u32(kind) else {
-            return Ok(Decoded::UnknownKind(kind));
-        };
-        let bad = |_| WireError::MalformedBody(kind);
-        let msg = match kind {
-            MessageKind::Hello => Message::Hello(postcard::from_bytes(body).map_err(bad)?),
-            MessageKind::Ping => Message::Ping {
-                nonce: postcard::from_bytes(body).map_err(bad)?,
+        Ok(match MessageRef::decode(payload)? {
+            Decoded::Known(m) => Decoded::Known(m.to_owned()),
+            Decoded::UnknownKind(k) => Decoded::UnknownKind(k),
+            Decoded::OldHello {
+                version,
+                min_version,
+            } => Decoded::OldHello {
+                version,
+                min_version,
             },
-            MessageKind::Pong => Message::Pong {
-                nonce: postcard::from_bytes(body).map_err(bad)?,
-            },
-            MessageKind::Goodbye => Message::Goodbye(postcard::from_bytes(body).map_err(bad)?),
-            MessageKind::Request => {
-                let (id, rest) = postcard::take_from_bytes::<u64>(body).map_err(bad)?;
-                match postcard::from_bytes::<RequestBody>(rest) {
-                    Ok(body) => Message::Request { id, body },
-                    Err(_) => {
-                        // A discriminant past the ones we know is a newer request kind, not garbage.
-                        let (disc, _) = postcard::take_from_bytes::<u32>(rest).map_err(bad)?;
-                        if disc >= RequestBody::KNOWN_KINDS {
-                            return Ok(Decoded::UnknownRequest { id, kind: disc });
-                        }
-                        return Err(WireError::MalformedBody(kind));
-                    }
-                }
-            }
-            MessageKind::Response => {
-                let (id, body) = postcard::from_bytes::<(u64, ResponseBody)>(body).map_err(bad)?;
-                Message::Response { id, body }
-            }
-            MessageKind::BlockAnnounce => {
-                Message::BlockAnnounce(postcard::from_bytes(body).map_err(bad)?)
-            }
-            MessageKind::TxBroadcast => {
-                Message::TxBroadcast(postcard::from_bytes(body).map_err(bad)?)
-            }
-        };
-        Ok(Decoded::Known(msg))
+        })
     }
 }
 
-fn ser<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Vec<u8> {
+/// Starts a frame of `kind` in `out`: a length placeholder and the kind. Returns where the
+/// frame starts, for [`end_frame`].
+pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: MessageKind) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0u8; 4]);
+    push_varint(kind as u64, out);
+    at
+}
+
+/// Writes the length of the frame begun at `at`.
+pub(crate) fn end_frame(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Writes `v` as a LEB128 varint (postcard's integer encoding) into `buf`; returns its length.
+fn write_varint(mut v: u64, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf[n] = b;
+            return n + 1;
+        }
+        buf[n] = b | 0x80;
+        n += 1;
+    }
+}
+
+pub(crate) fn push_varint(v: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 10];
+    let n = write_varint(v, &mut buf);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Serializes `value` onto the end of `out`.
+pub(crate) fn ser_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let w = core::mem::take(out);
+    *out = ser(value, w);
+}
+
+pub(crate) fn ser<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Vec<u8> {
     // Serializing our own in-memory types into a Vec cannot fail: postcard only errors on
     // unsupported serde features (none are used) or on a full fixed buffer (a Vec grows).
     match postcard::to_extend(value, out) {
@@ -504,6 +784,7 @@ fn ser<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Vec<u8> {
         Err(_) => unreachable!("postcard serialization into a Vec is infallible for wire types"),
     }
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -520,17 +801,110 @@ mod tests {
     }
 
     #[test]
-    fn control_messages_roundtrip() {
+    fn every_kind_roundtrips() {
         roundtrip(Message::Ping { nonce: 42 });
         roundtrip(Message::Pong { nonce: u64::MAX });
         roundtrip(Message::Goodbye(Goodbye {
             reason: GoodbyeReason::Other(999),
             detail: "x".into(),
         }));
+        roundtrip(Message::builtin_request(
+            7,
+            &RequestBody::Blocks { from: 3, count: 9 },
+        ));
         roundtrip(Message::Request {
-            id: 7,
-            body: RequestBody::Blocks { from: 3, count: 9 },
+            id: 1,
+            protocol: ProtocolId(5000),
+            payload: vec![],
         });
+        roundtrip(Message::Response {
+            id: 9,
+            result: Ok(vec![1, 2, 3]),
+        });
+        roundtrip(Message::Response {
+            id: 9,
+            result: Err(RefuseReason::App(7)),
+        });
+        roundtrip(Message::Gossip {
+            topic: TopicId(1001),
+            payload: vec![0; 300],
+        });
+    }
+
+    #[test]
+    fn a_refusal_with_a_payload_is_malformed() {
+        let mut frame = Message::Response {
+            id: 1,
+            result: Err(RefuseReason::Unanswered),
+        }
+        .to_frame();
+        frame.push(0);
+        let len = (frame.len() - 4) as u32;
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        assert_eq!(
+            Message::decode(&frame[4..]),
+            Err(WireError::MalformedBody(MessageKind::Response))
+        );
+    }
+
+    #[test]
+    fn a_version_1_hello_is_recognised_as_old_not_as_garbage() {
+        // The v1 `Hello`: the same fields without the protocol and topic lists.
+        #[derive(Serialize)]
+        struct HelloV1 {
+            magic: [u8; 4],
+            version: u16,
+            min_version: u16,
+            network: u32,
+            genesis: BlockHash,
+            node_id: NodeId,
+            boot: u64,
+            listen_port: Option<u16>,
+            best_height: u64,
+            best_hash: BlockHash,
+            user_agent: String,
+        }
+        let mut payload = postcard::to_allocvec(&0u32).unwrap();
+        payload.extend(
+            postcard::to_allocvec(&HelloV1 {
+                magic: MAGIC,
+                version: 1,
+                min_version: 1,
+                network: 1,
+                genesis: BlockHash([0; 32]),
+                node_id: NodeId([1; 32]),
+                boot: 1,
+                listen_port: None,
+                best_height: 0,
+                best_hash: BlockHash([0; 32]),
+                user_agent: "timed/0.1.0".into(),
+            })
+            .unwrap(),
+        );
+        assert_eq!(
+            Message::decode(&payload),
+            Ok(Decoded::OldHello {
+                version: 1,
+                min_version: 1
+            })
+        );
+    }
+
+    #[test]
+    fn refusal_codes_roundtrip() {
+        for r in [
+            RefuseReason::Unsupported,
+            RefuseReason::TooManyRequests,
+            RefuseReason::TooLarge,
+            RefuseReason::Unanswered,
+            RefuseReason::BadRequest,
+            RefuseReason::Unavailable,
+            RefuseReason::App(0),
+            RefuseReason::App(42),
+            RefuseReason::Other(77),
+        ] {
+            assert_eq!(RefuseReason::from_code(r.code()), r);
+        }
     }
 
     #[test]
@@ -564,17 +938,7 @@ mod tests {
             }))
         };
         let mut bodies: Vec<Vec<u8>> = Vec::new();
-        for nonce in [
-            0,
-            1,
-            127,
-            128,
-            300,
-            1 << 35,
-            (1 << 63) - 1,
-            1 << 63,
-            u64::MAX,
-        ] {
+        for nonce in [0, 1, 127, 128, 300, 1 << 35, (1 << 63) - 1, 1 << 63, u64::MAX] {
             bodies.push(postcard::to_allocvec(&nonce).unwrap());
         }
         bodies.push(Vec::new());
@@ -600,17 +964,6 @@ mod tests {
     fn an_unknown_kind_decodes_as_skippable() {
         let payload = postcard::to_allocvec(&77u32).unwrap();
         assert_eq!(Message::decode(&payload).unwrap(), Decoded::UnknownKind(77));
-    }
-
-    #[test]
-    fn an_unknown_request_kind_is_not_an_error() {
-        let mut payload = postcard::to_allocvec(&(MessageKind::Request as u32)).unwrap();
-        payload.extend(postcard::to_allocvec(&5u64).unwrap());
-        payload.extend(postcard::to_allocvec(&9u32).unwrap());
-        assert_eq!(
-            Message::decode(&payload).unwrap(),
-            Decoded::UnknownRequest { id: 5, kind: 9 }
-        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Wire protocol version 1.
+//! Wire protocol version 2.
 //!
 //! A frame is a `u32` little-endian payload length followed by the payload
 //! ([`frame`]). A payload is a varint message kind followed by the postcard body of that kind
@@ -11,7 +11,8 @@ pub mod message;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError};
 pub use message::{
-    Decoded, Goodbye, GoodbyeReason, Hello, Message, MessageKind, PeerAddr, RefuseReason,
+    Decoded, Goodbye, GoodbyeReason, Hello, Message, MessageKind, MessageRef, PeerAddr,
+    RefuseReason, APP_REFUSE_BASE,
     RequestBody, ResponseBody, WireError, MAGIC, MAX_USER_AGENT, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };

@@ -101,8 +101,8 @@ impl Script {
         let g = Network::Devnet.genesis_hash();
         let hello = Hello {
             magic: timed_core::wire::MAGIC,
-            version: 1,
-            min_version: 1,
+            version: timed_core::wire::PROTOCOL_VERSION,
+            min_version: timed_core::wire::MIN_PROTOCOL_VERSION,
             network: Network::Devnet.id(),
             genesis: g,
             node_id: id(66),
@@ -111,6 +111,8 @@ impl Script {
             best_height,
             best_hash: g,
             user_agent: "script".into(),
+            protocols: timed_core::protocol::builtin::default_adverts().0,
+            topics: timed_core::protocol::builtin::default_adverts().1,
         };
         let mut s = Script {
             m,
@@ -184,11 +186,10 @@ impl Script {
     /// The first block-range request the machine sent.
     pub fn range_request(msgs: &[Message]) -> Option<(u64, u64, u32)> {
         msgs.iter().find_map(|m| match m {
-            Message::Request {
-                id,
-                body: RequestBody::Blocks { from, count },
-            } => Some((*id, *from, *count)),
-            _ => None,
+            m => match m.as_builtin_request() {
+                Some((id, RequestBody::Blocks { from, count })) => Some((id, from, count)),
+                _ => None,
+            },
         })
     }
 }

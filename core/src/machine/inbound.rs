@@ -1,0 +1,179 @@
+//! Peers' requests to us, on any protocol.
+//!
+//! Each request gets exactly one answer on the connection it arrived on: the response, or a
+//! refusal with a reason. A protocol we do not run is refused `Unsupported` (never a
+//! disconnect: a newer peer may try one before we have it), a payload over the protocol's
+//! limit `TooLarge`, more than its inbound in-flight limit `TooManyRequests`. Built-in
+//! protocols are served at once by the chain layer; the application's are handed over as
+//! [`NodeEvent::InboundRequest`] and refused `Unanswered` if the application has not
+//! answered by the protocol's deadline, so nothing ever hangs on either side.
+
+use super::conn::InReq;
+use super::io::{Action, NodeEvent};
+use super::timer::Timer;
+use super::PeerMachine;
+use crate::id::ConnId;
+use crate::protocol::{builtin, HandleError, InboundId, ProtocolId, Served};
+use crate::store::Store;
+use crate::time::Instant;
+use crate::wire::{MessageKind, RefuseReason};
+use alloc::vec::Vec;
+
+impl<S: Store> PeerMachine<S> {
+    pub(crate) fn on_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: u64,
+        protocol: ProtocolId,
+        payload: &[u8],
+    ) {
+        let Some((spec, served)) = self.registry.protocol(protocol) else {
+            self.counters.unknown_kinds += 1;
+            return self.refuse(conn, protocol, id, RefuseReason::Unsupported);
+        };
+        let (max_req, max_in, answer_within) = (
+            spec.max_request_bytes as usize,
+            usize::from(spec.max_inbound_in_flight),
+            spec.answer_within(),
+        );
+        self.app.count_in(protocol, payload.len());
+        if payload.len() > max_req {
+            return self.refuse(conn, protocol, id, RefuseReason::TooLarge);
+        }
+        match served {
+            Served::Core => {
+                let Some(body) = builtin::decode_request(protocol, payload) else {
+                    return self.refuse(conn, protocol, id, RefuseReason::BadRequest);
+                };
+                match self.serve_request(now, conn, body) {
+                    Ok(resp) => {
+                        let bytes = builtin::encode_response(&resp);
+                        self.send_response(conn, protocol, id, Ok(&bytes));
+                    }
+                    Err(r) => self.refuse(conn, protocol, id, r),
+                }
+            }
+            Served::App => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let waiting = c.in_reqs.values().filter(|r| r.protocol == protocol).count();
+                if waiting >= max_in || c.in_reqs.contains_key(&id) {
+                    return self.refuse(conn, protocol, id, RefuseReason::TooManyRequests);
+                }
+                let Some(peer) = c.node_id() else {
+                    return;
+                };
+                c.in_reqs.insert(id, InReq { protocol });
+                let handle = InboundId { conn, id };
+                if self.app.await_answer(protocol, handle, now + answer_within) {
+                    self.timers
+                        .set(Timer::Answer(protocol), now + answer_within);
+                }
+                self.actions
+                    .push_back(Action::Notify(NodeEvent::InboundRequest {
+                        id: handle,
+                        peer,
+                        protocol,
+                        payload: payload.to_vec(),
+                    }));
+            }
+        }
+    }
+
+    /// Answers a peer's request on an application protocol: `Ok(response bytes)` or a
+    /// refusal. The answer leaves on the connection the request came in on.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: InboundId,
+        result: Result<Vec<u8>, RefuseReason>,
+    ) -> Result<(), HandleError> {
+        self.now = now;
+        let Some(req) = self
+            .conns
+            .get_mut(&id.conn)
+            .filter(|c| !c.closing)
+            .and_then(|c| c.in_reqs.remove(&id.id))
+        else {
+            return Err(HandleError::Unknown);
+        };
+        let max = self
+            .registry
+            .protocol(req.protocol)
+            .map_or(0, |(s, _)| s.max_response_bytes as usize);
+        let out = match &result {
+            Ok(bytes) if bytes.len() > max => {
+                self.refuse(id.conn, req.protocol, id.id, RefuseReason::TooLarge);
+                Err(HandleError::TooLarge)
+            }
+            Ok(bytes) => {
+                self.send_response(id.conn, req.protocol, id.id, Ok(bytes));
+                Ok(())
+            }
+            Err(r) => {
+                self.refuse(id.conn, req.protocol, id.id, *r);
+                Ok(())
+            }
+        };
+        self.trim_answer_queue(req.protocol);
+        out
+    }
+
+    /// The answer deadline of a protocol's oldest waiting request passed: refuse every
+    /// request that is now due, and arm the timer for the next.
+    pub(crate) fn on_answer_deadline(&mut self, now: Instant, protocol: ProtocolId) {
+        while let Some(id) = self.app.pop_due_answer(protocol, now) {
+            let Some(c) = self.conns.get_mut(&id.conn) else {
+                continue;
+            };
+            if c.in_reqs.remove(&id.id).is_some() {
+                self.refuse(id.conn, protocol, id.id, RefuseReason::Unanswered);
+            }
+        }
+        self.trim_answer_queue(protocol);
+    }
+
+    fn trim_answer_queue(&mut self, protocol: ProtocolId) {
+        let conns = &self.conns;
+        self.app.trim_answers(protocol, |id| {
+            conns
+                .get(&id.conn)
+                .is_some_and(|c| c.in_reqs.contains_key(&id.id))
+        });
+        match self.app.next_answer_deadline(protocol) {
+            Some(at) => self.timers.set(Timer::Answer(protocol), at),
+            None => self.timers.cancel(Timer::Answer(protocol)),
+        }
+    }
+
+    fn refuse(&mut self, conn: ConnId, protocol: ProtocolId, id: u64, reason: RefuseReason) {
+        self.app.count_refused(protocol, reason.as_str());
+        self.send_response(conn, protocol, id, Err(reason));
+    }
+
+    /// Queues a response frame. Responses count against the peer's requests in flight
+    /// until they reach the transport (see `Conn::responses_queued`).
+    pub(crate) fn send_response(
+        &mut self,
+        conn: ConnId,
+        protocol: ProtocolId,
+        id: u64,
+        result: Result<&[u8], RefuseReason>,
+    ) {
+        let mut frame = self.frame_buf();
+        let at = crate::wire::message::begin_frame(&mut frame, MessageKind::Response);
+        crate::wire::message::push_varint(id, &mut frame);
+        match result {
+            Ok(bytes) => {
+                frame.push(0);
+                frame.extend_from_slice(bytes);
+            }
+            Err(r) => crate::wire::message::push_varint(u64::from(r.code()), &mut frame),
+        }
+        crate::wire::message::end_frame(&mut frame, at);
+        self.app.count_response_bytes(protocol, frame.len(), 0);
+        self.send_frame(conn, frame, true);
+    }
+}
