@@ -68,8 +68,8 @@ fn established() -> (PeerMachine<MemStore>, timed_core::ConnId) {
     let g = Network::Devnet.genesis_hash();
     let hello = timed_core::wire::Hello {
         magic: timed_core::wire::MAGIC,
-        version: 1,
-        min_version: 1,
+        version: timed_core::wire::PROTOCOL_VERSION,
+        min_version: timed_core::wire::MIN_PROTOCOL_VERSION,
         network: Network::Devnet.id(),
         genesis: g,
         node_id: NodeId([2; 32]),
@@ -78,6 +78,8 @@ fn established() -> (PeerMachine<MemStore>, timed_core::ConnId) {
         best_height: 0,
         best_hash: g,
         user_agent: "bench".into(),
+        protocols: timed_core::protocol::builtin::default_adverts().0,
+        topics: timed_core::protocol::builtin::default_adverts().1,
     };
     m.handle(
         now,
@@ -87,6 +89,7 @@ fn established() -> (PeerMachine<MemStore>, timed_core::ConnId) {
         },
     );
     while m.poll_action().is_some() {}
+    assert_eq!(m.status().peers.len(), 1, "the bench peer completed its handshake");
     (m, conn)
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use timed_core::wire::{Message, RequestBody};
+use timed_core::wire::Message;
 use timed_core::{Action, Config, GoodbyeReason, Input, MemStore, Network};
 
 /// Small queues so a handful of block responses fill them.
@@ -30,13 +30,7 @@ fn a_peer_that_does_not_read_is_paused_then_dropped_as_a_slow_reader() {
     let mut paused = false;
     let mut closed = false;
     for i in 0..40u64 {
-        s.send(Message::Request {
-            id: i + 1,
-            body: RequestBody::Blocks {
-                from: 1 + i * 10,
-                count: 1000,
-            },
-        });
+        s.send(blocks_request(i + 1, 1 + i * 10, 1000));
         while let Some(a) = s.m.poll_action() {
             match a {
                 Action::PauseRead { conn } if conn == s.conn => paused = true,
@@ -68,13 +62,7 @@ fn reading_resumes_once_the_peer_catches_up() {
     let mut unwritten = 0usize;
     let mut paused = false;
     for i in 0..3u64 {
-        s.send(Message::Request {
-            id: i + 1,
-            body: RequestBody::Blocks {
-                from: 1 + i * 700,
-                count: 700,
-            },
-        });
+        s.send(blocks_request(i + 1, 1 + i * 700, 700));
         while let Some(a) = s.m.poll_action() {
             match a {
                 Action::Send { data, .. } => unwritten += data.len(),
@@ -116,20 +104,8 @@ fn a_pong_overtakes_bulk_frames_the_machine_still_holds() {
     let _ = s.outputs();
     s.reading = false;
     // Two large responses: the first fills the transport window, the rest waits in the machine.
-    s.send(Message::Request {
-        id: 1,
-        body: RequestBody::Blocks {
-            from: 1,
-            count: 700,
-        },
-    });
-    s.send(Message::Request {
-        id: 2,
-        body: RequestBody::Blocks {
-            from: 701,
-            count: 700,
-        },
-    });
+    s.send(blocks_request(1, 1, 700));
+    s.send(blocks_request(2, 701, 700));
     let _ = s.outputs();
     s.send(Message::Ping { nonce: 77 });
     let (msgs, _, _) = s.outputs();
@@ -160,10 +136,7 @@ fn a_peer_busy_sending_us_frames_is_never_dropped_for_late_pongs() {
     for i in 0..180u64 {
         s.now += secs(20);
         s.m.handle_timeout(s.now);
-        s.send(Message::Request {
-            id: i + 1,
-            body: RequestBody::Tip,
-        });
+        s.send(tip_request(i + 1));
         let (_, _, closed) = s.outputs();
         assert!(!closed, "dropped after {i} rounds despite traffic");
     }

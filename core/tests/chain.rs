@@ -3,8 +3,9 @@
 mod common;
 
 use common::*;
+use timed_core::protocol::builtin;
 use timed_core::testing::{NodeIx, Switchboard};
-use timed_core::wire::{Hello, Message, PeerAddr, RequestBody, ResponseBody};
+use timed_core::wire::{Hello, Message, PeerAddr};
 use timed_core::{
     Block, Config, MemStore, Misbehaviour, Network, NodeEvent, PeerMachine, Store, Tx,
 };
@@ -162,10 +163,7 @@ fn a_peer_serving_invalid_blocks_is_disconnected_and_banned() {
         assert_eq!(from, 1);
         let mut blocks = valid_chain(10);
         corrupt(&mut blocks);
-        s.send(Message::Response {
-            id: rid,
-            body: ResponseBody::Blocks(blocks),
-        });
+        s.send(blocks_response(rid, blocks));
         let (_, events, closed) = s.outputs();
         assert!(closed, "{name}: disconnected");
         let what = events.iter().find_map(|e| match e {
@@ -236,15 +234,8 @@ fn a_peer_that_stalls_mid_sync_times_out_and_another_peer_finishes_the_job() {
         "127.0.0.1:7002",
     );
     // The staller answers pings but never sends blocks.
-    net.set_filter(Box::new(move |from, _to, m| {
+    net.set_filter(drop_responses(builtin::BLOCKS, move |from, _to| {
         from == staller
-            && matches!(
-                m,
-                Message::Response {
-                    body: ResponseBody::Blocks(_),
-                    ..
-                }
-            )
     }));
     net.run_for(secs(300));
     assert_eq!(tip(&mut net, fresh), tip(&mut net, good));
@@ -277,16 +268,8 @@ fn a_node_whose_only_peer_stalled_asks_it_again_after_the_penalty_without_any_ne
     let stall_for = secs(30);
     let clock = std::rc::Rc::new(std::cell::Cell::new(started));
     let seen = clock.clone();
-    net.set_filter(Box::new(move |from, _to, m| {
-        from == source
-            && seen.get() < started + stall_for
-            && matches!(
-                m,
-                Message::Response {
-                    body: ResponseBody::Blocks(_),
-                    ..
-                }
-            )
+    net.set_filter(drop_responses(builtin::BLOCKS, move |from, _to| {
+        from == source && seen.get() < started + stall_for
     }));
     while net.now() < started + stall_for {
         net.run_for(secs(1));
@@ -328,7 +311,7 @@ fn announcements_of_blocks_we_already_have_change_nothing() {
             .block_at(h)
             .expect("mem")
             .expect("block");
-        net.inject(a, conn, &Message::BlockAnnounce(block).to_frame());
+        net.inject(a, conn, &block_gossip(&block).to_frame());
     }
     net.run_for(secs(5));
     let after = net.machine(a).status().counters;
@@ -376,7 +359,9 @@ fn a_transaction_is_accepted_once_by_every_node_of_a_cycle() {
     let broadcasts = net
         .trace()
         .iter()
-        .filter(|t| matches!(t.message, Message::TxBroadcast(_)))
+        .filter(|t| {
+            matches!(t.message, Message::Gossip { topic, .. } if topic == builtin::TX_TOPIC)
+        })
         .count();
     let links: usize = nodes
         .iter()
@@ -425,51 +410,32 @@ fn the_address_book_stays_within_its_bound_whatever_peers_send() {
     let mut s = Script::new(0);
     let (msgs, _, _) = s.outputs();
     let max = s.m.config().addr_book_max;
-    let peers_req = |msgs: &[Message]| {
-        msgs.iter().find_map(|m| match m {
-            Message::Request {
-                id,
-                body: RequestBody::Peers,
-            } => Some(*id),
-            _ => None,
-        })
-    };
     // The scripted peer dialed us: only peers we chose are asked for addresses at once, so
     // the first request comes from the periodic exchange. Answer it, then keep sending more
     // via fresh requests.
     assert_eq!(
-        peers_req(&msgs),
+        Script::peers_request(&msgs),
         None,
         "an inbound peer is not asked at connect"
     );
     let interval = s.m.config().peer_exchange_interval;
     let msgs = s.advance(interval);
-    let rid = peers_req(&msgs).expect("the periodic exchange asks it");
+    let rid = Script::peers_request(&msgs).expect("the periodic exchange asks it");
     let list: Vec<PeerAddr> = (0..100u32)
         .map(|i| PeerAddr::V4([10, 0, (i >> 8) as u8, i as u8], 24200))
         .collect();
-    s.send(Message::Response {
-        id: rid,
-        body: ResponseBody::Peers(list),
-    });
+    s.send(peers_response(rid, list));
     let _ = s.outputs();
     assert!(s.m.status().addr_book_len <= max);
     assert_eq!(s.m.status().addr_book_len, 100);
     // Many more rounds through the periodic exchange.
     for round in 0..30u32 {
         for m in s.advance(interval) {
-            if let Message::Request {
-                id,
-                body: RequestBody::Peers,
-            } = m
-            {
+            if let Some(id) = as_peers_request(&m) {
                 let list: Vec<PeerAddr> = (0..100u32)
                     .map(|i| PeerAddr::V4([11, round as u8, (i >> 8) as u8, i as u8], 24200))
                     .collect();
-                s.send(Message::Response {
-                    id,
-                    body: ResponseBody::Peers(list),
-                });
+                s.send(peers_response(id, list));
             }
         }
         let _ = s.outputs();
@@ -503,16 +469,8 @@ fn a_peer_lost_with_ranges_in_flight_leaves_no_range_stuck() {
     );
     let hold = Rc::new(Cell::new(true));
     let h = hold.clone();
-    net.set_filter(Box::new(move |from, _to, m| {
-        h.get()
-            && from == 0
-            && matches!(
-                m,
-                Message::Response {
-                    body: ResponseBody::Blocks(_),
-                    ..
-                }
-            )
+    net.set_filter(drop_responses(builtin::BLOCKS, move |from, _to| {
+        h.get() && from == 0
     }));
     net.run_for(timed_core::Duration::from_millis(500));
     assert_eq!(tip(&mut net, f).0, 0, "ranges are in flight, unanswered");
@@ -546,16 +504,7 @@ fn only_the_dialer_asks_for_addresses_when_a_connection_comes_up() {
     let asks = |from| {
         net.trace()
             .iter()
-            .filter(|t| {
-                t.from.0 == from
-                    && matches!(
-                        t.message,
-                        Message::Request {
-                            body: RequestBody::Peers,
-                            ..
-                        }
-                    )
-            })
+            .filter(|t| t.from.0 == from && is_request_on(&t.message, builtin::PEERS))
             .count()
     };
     assert_eq!(asks(dialer), 1, "the dialer asks the peer it chose");

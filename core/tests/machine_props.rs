@@ -9,7 +9,9 @@
 //!   queries both ways;
 //! - pairs with a persistent (`--peer`) link are connected;
 //! - a settled network stays put: no connection is closed "to clean up";
-//! - every `QueryId` returned by `query()` ends with exactly one `NodeEvent::QueryDone`.
+//! - every `QueryId` returned by `query()` ends with exactly one `NodeEvent::QueryDone`, and
+//!   every one returned by `request()` (any protocol id, known or not) with exactly one
+//!   `NodeEvent::RequestDone`.
 //!
 //! Case counts are bounded so the file runs in well under 30 s in the test profile; set
 //! `MACHINE_PROPS_CASES` for a longer soak.
@@ -18,13 +20,15 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use timed_core::protocol::builtin;
 use timed_core::testing::{NodeIx, Switchboard};
 use timed_core::wire::{
-    Goodbye, GoodbyeReason, Hello, Message, RequestBody, ResponseBody, MAGIC, PROTOCOL_VERSION,
+    Goodbye, GoodbyeReason, Hello, Message, RefuseReason, RequestBody, ResponseBody, MAGIC,
+    PROTOCOL_VERSION,
 };
 use timed_core::{
     Action, Config, ConnId, Direction, Duration, MemStore, Network, NodeEvent, NodeId, PeerMachine,
-    QueryError, QueryId, Tx,
+    ProtocolId, QueryError, QueryId, TopicId, Tx,
 };
 
 const MAX_NODES: usize = 4;
@@ -184,6 +188,14 @@ enum Op {
         unknown: [u8; 32],
         body: RequestBody,
     },
+    /// An application request on any protocol id (the built-ins, or one nobody declared).
+    Request {
+        node: usize,
+        target: usize,
+        unknown: [u8; 32],
+        protocol: ProtocolId,
+        payload: Vec<u8>,
+    },
     SubmitTx {
         node: usize,
         tx: Vec<u8>,
@@ -200,6 +212,16 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
     ]
 }
 
+/// Protocol ids: the built-ins, a few around them, and any other.
+fn protocol_id() -> impl Strategy<Value = ProtocolId> {
+    prop_oneof![0u32..8, 1000u32..1004, any::<u32>()].prop_map(ProtocolId)
+}
+
+/// Topic ids: the built-ins, a few around them, and any other.
+fn topic_id() -> impl Strategy<Value = TopicId> {
+    prop_oneof![0u32..8, 1000u32..1004, any::<u32>()].prop_map(TopicId)
+}
+
 fn hostile_message() -> impl Strategy<Value = Message> {
     prop_oneof![
         any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
@@ -208,10 +230,23 @@ fn hostile_message() -> impl Strategy<Value = Message> {
             reason: GoodbyeReason::from_code(c),
             detail
         })),
-        (0u64..8, request_body()).prop_map(|(id, body)| Message::Request { id, body }),
-        (0u64..8).prop_map(|id| Message::Response {
+        (0u64..8, request_body()).prop_map(|(id, body)| Message::builtin_request(id, &body)),
+        // Any protocol, known or not, with any payload (undecodable, over the limit).
+        (0u64..8, protocol_id(), vec(any::<u8>(), 0..100)).prop_map(|(id, protocol, payload)| {
+            Message::Request {
+                id,
+                protocol,
+                payload,
+            }
+        }),
+        (0u64..8).prop_map(|id| Message::builtin_response(id, &ResponseBody::HashAt(None))),
+        (0u64..8, vec(any::<u8>(), 0..40)).prop_map(|(id, p)| Message::Response {
             id,
-            body: ResponseBody::HashAt(None)
+            result: Ok(p)
+        }),
+        (0u64..8, any::<u16>()).prop_map(|(id, c)| Message::Response {
+            id,
+            result: Err(RefuseReason::from_code(c))
         }),
         (any::<[u8; 32]>(), any::<u64>()).prop_map(|(id, boot)| Message::Hello(Hello {
             magic: MAGIC,
@@ -228,7 +263,13 @@ fn hostile_message() -> impl Strategy<Value = Message> {
             protocols: timed_core::protocol::builtin::default_adverts().0,
             topics: timed_core::protocol::builtin::default_adverts().1,
         })),
-        vec(any::<u8>(), 0..40).prop_map(|t| Message::TxBroadcast(Tx(t))),
+        vec(any::<u8>(), 0..40).prop_map(|t| Message::Gossip {
+            topic: builtin::TX_TOPIC,
+            payload: postcard::to_allocvec(&Tx(t)).unwrap(),
+        }),
+        // Any topic, known or not, with any payload (an undecodable block, say).
+        (topic_id(), vec(any::<u8>(), 0..100))
+            .prop_map(|(topic, payload)| Message::Gossip { topic, payload }),
     ]
 }
 
@@ -256,6 +297,10 @@ fn op(desync: bool) -> impl Strategy<Value = Op> {
         4 => prop_oneof![0u64..50, 0u64..3_000, 0u64..400_000].prop_map(|ms| Op::Run { ms }),
         4 => (ix(), 0..MAX_NODES + 1, any::<[u8; 32]>(), request_body())
             .prop_map(|(node, target, unknown, body)| Op::Query { node, target, unknown, body }),
+        2 => (ix(), 0..MAX_NODES + 1, any::<[u8; 32]>(), protocol_id(), vec(any::<u8>(), 0..100))
+            .prop_map(|(node, target, unknown, protocol, payload)| Op::Request {
+                node, target, unknown, protocol, payload,
+            }),
         1 => (ix(), vec(any::<u8>(), 0..64)).prop_map(|(node, tx)| Op::SubmitTx { node, tx }),
     ]
 }
@@ -268,7 +313,11 @@ struct Incarnation {
     log_from: usize,
     /// Where it ended (crash), or `None` while alive.
     events_to: Option<usize>,
+    /// Ids returned by `query()` and `request()` (one counter: they never collide).
     queries: Vec<QueryId>,
+    /// Those of `queries` that `request()` returned: they end with `RequestDone`, the others
+    /// with `QueryDone`.
+    requests: BTreeSet<QueryId>,
 }
 
 struct World {
@@ -381,6 +430,30 @@ impl World {
                     self.net.drain(node);
                 }
             }
+            Op::Request {
+                node,
+                target,
+                unknown,
+                protocol,
+                ref payload,
+            } => {
+                let node = node % n;
+                if self.alive(node) {
+                    let peer = if target < n {
+                        self.spec.ids[target]
+                    } else {
+                        NodeId(unknown)
+                    };
+                    let id = self
+                        .net
+                        .machine(node)
+                        .request(now, peer, protocol, payload.clone());
+                    let life = self.lives[node].last_mut().unwrap();
+                    life.queries.push(id);
+                    life.requests.insert(id);
+                    self.net.drain(node);
+                }
+            }
             Op::SubmitTx { node, ref tx } => {
                 let node = node % n;
                 if self.alive(node) {
@@ -447,6 +520,7 @@ impl World {
             log_from: self.net.action_log(node).len(),
             events_to: None,
             queries: Vec::new(),
+            requests: BTreeSet::new(),
         });
         self.net.drain(node);
     }
@@ -509,9 +583,9 @@ impl World {
 /// Connected pairs `(a, b)`, `a < b`, with the conn id each end uses.
 type Links = BTreeMap<(usize, usize), (ConnId, ConnId)>;
 
-/// Every QueryId an incarnation returned has exactly one QueryDone in that incarnation's
-/// events (a crashed incarnation may have lost some), and no QueryDone is for an id it never
-/// returned.
+/// Every QueryId an incarnation returned has exactly one QueryDone or RequestDone in that
+/// incarnation's events (a crashed incarnation may have lost some), and none is for an id it
+/// never returned.
 fn check_queries(w: &World) -> Result<(), TestCaseError> {
     for node in 0..w.spec.n {
         let events = w.net.events(node);
@@ -519,22 +593,34 @@ fn check_queries(w: &World) -> Result<(), TestCaseError> {
             let to = life.events_to.unwrap_or(events.len());
             let mut done: BTreeMap<QueryId, usize> = BTreeMap::new();
             for (_, e) in &events[life.events_from..to] {
-                if let NodeEvent::QueryDone { id, .. } = e {
-                    *done.entry(*id).or_default() += 1;
-                }
+                let (id, request) = match e {
+                    NodeEvent::QueryDone { id, .. } => (id, false),
+                    NodeEvent::RequestDone { id, .. } => (id, true),
+                    _ => continue,
+                };
+                prop_assert_eq!(
+                    life.requests.contains(id),
+                    request,
+                    "node {} life {}: {:?} ended with the other kind of event: {:?}",
+                    node,
+                    k,
+                    id,
+                    e
+                );
+                *done.entry(*id).or_default() += 1;
             }
             let issued: BTreeSet<QueryId> = life.queries.iter().copied().collect();
             prop_assert_eq!(
                 issued.len(),
                 life.queries.len(),
-                "node {} life {}: query() returned an id twice",
+                "node {} life {}: query()/request() returned an id twice",
                 node,
                 k
             );
             for (id, count) in &done {
                 prop_assert!(
                     issued.contains(id),
-                    "node {} life {}: QueryDone for {:?} that query() never returned",
+                    "node {} life {}: an end for {:?} that query()/request() never returned",
                     node,
                     k,
                     id

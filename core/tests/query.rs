@@ -65,13 +65,13 @@ fn an_unanswered_query_times_out_once_and_a_late_response_is_ignored_quietly() {
     // The response finally arrives (ids on a fresh connection count from 1, and `a`, which
     // accepted this connection, sent no request on it before ours): it is dropped quietly,
     // not treated as unsolicited.
-    let late = Message::Response {
-        id: 1,
-        body: ResponseBody::Tip {
+    let late = Message::builtin_response(
+        1,
+        &ResponseBody::Tip {
             height: 0,
             hash: timed_core::BlockHash([0; 32]),
         },
-    };
+    );
     net.inject(a, conn, &late.to_frame());
     net.run_for(secs(1));
     assert_eq!(net.machine(a).peer_conn(id(2)), Some(conn));
@@ -81,11 +81,7 @@ fn an_unanswered_query_times_out_once_and_a_late_response_is_ignored_quietly() {
     net.inject(
         a,
         conn,
-        &Message::Response {
-            id: 999,
-            body: ResponseBody::HashAt(None),
-        }
-        .to_frame(),
+        &Message::builtin_response(999, &ResponseBody::HashAt(None)).to_frame(),
     );
     net.drain(a);
     assert_eq!(net.machine(a).peer_conn(id(2)), None);

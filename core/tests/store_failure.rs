@@ -116,12 +116,11 @@ fn a_full_disk_stops_the_node_with_the_cause_and_a_goodbye_to_every_peer() {
                             Ok(timed_core::wire::Decoded::Known(
                                 timed_core::wire::Message::Goodbye(g),
                             )) => goodbye = Some(g.reason),
-                            Ok(timed_core::wire::Decoded::Known(
-                                timed_core::wire::Message::Request {
-                                    id,
-                                    body: timed_core::RequestBody::Blocks { from, count },
-                                },
-                            )) => range = Some((id, from, count)),
+                            Ok(timed_core::wire::Decoded::Known(m)) => {
+                                if let Some(r) = as_blocks_request(&m) {
+                                    range = Some(r);
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -134,10 +133,7 @@ fn a_full_disk_stops_the_node_with_the_cause_and_a_goodbye_to_every_peer() {
             let blocks = (from..from + count as u64)
                 .filter_map(|h| chain.block_at(h).expect("mem"))
                 .collect();
-            let resp = timed_core::wire::Message::Response {
-                id: rid,
-                body: timed_core::ResponseBody::Blocks(blocks),
-            };
+            let resp = blocks_response(rid, blocks);
             m.handle(
                 now,
                 timed_core::Input::BytesIn {

@@ -1,13 +1,16 @@
-//! Property tests for wire protocol v1 (DESIGN §4): every message roundtrips with arbitrary
-//! contents, any chunking of a byte stream decodes to the same frames, arbitrary bytes never
-//! panic the decoders, and an oversized length prefix is refused from the header alone.
+//! Property tests for wire protocol v2 (DESIGN §4): every message roundtrips with arbitrary
+//! contents (requests and gossip on any protocol or topic id, with any payload; responses
+//! and refusals), the built-in protocols' bodies survive their own encoding, any chunking of
+//! a byte stream decodes to the same frames, arbitrary bytes never panic the decoders, and
+//! an oversized length prefix is refused from the header alone.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use timed_core::chain::{Block, BlockHash, Header, Tx};
+use timed_core::protocol::{builtin, ProtocolAd, ProtocolId, TopicAd, TopicId};
 use timed_core::wire::{
     encode_frame, Decoded, FrameDecoder, FrameError, Goodbye, GoodbyeReason, Hello, Message,
-    MessageKind, PeerAddr, RefuseReason, RequestBody, ResponseBody,
+    MessageKind, PeerAddr, RefuseReason, RequestBody, ResponseBody, APP_REFUSE_BASE,
 };
 use timed_core::NodeId;
 
@@ -26,8 +29,26 @@ fn text() -> impl Strategy<Value = String> {
     prop_oneof![Just(String::new()), ".{0,40}", "\\PC{0,300}"]
 }
 
+fn protocol_ad() -> impl Strategy<Value = ProtocolAd> {
+    (any::<u32>(), any::<u32>(), any::<u16>()).prop_map(|(id, max_request_bytes, max_in_flight)| {
+        ProtocolAd {
+            id: ProtocolId(id),
+            max_request_bytes,
+            max_in_flight,
+        }
+    })
+}
+
+fn topic_ad() -> impl Strategy<Value = TopicAd> {
+    (any::<u32>(), any::<u32>()).prop_map(|(id, max_message_bytes)| TopicAd {
+        id: TopicId(id),
+        max_message_bytes,
+    })
+}
+
 fn hello() -> impl Strategy<Value = Hello> {
     (
+        (
         any::<[u8; 4]>(),
         any::<u16>(),
         any::<u16>(),
@@ -39,9 +60,12 @@ fn hello() -> impl Strategy<Value = Hello> {
         any::<u64>(),
         hash(),
         text(),
+        ),
+        vec(protocol_ad(), 0..8),
+        vec(topic_ad(), 0..8),
     )
         .prop_map(
-            |(
+            |((
                 magic,
                 version,
                 min_version,
@@ -53,6 +77,9 @@ fn hello() -> impl Strategy<Value = Hello> {
                 best_height,
                 best_hash,
                 user_agent,
+                ),
+                protocols,
+                topics,
             )| {
                 Hello {
                     magic,
@@ -66,6 +93,8 @@ fn hello() -> impl Strategy<Value = Hello> {
                     best_height,
                     best_hash,
                     user_agent,
+                    protocols,
+                    topics,
                 }
             },
         )
@@ -85,14 +114,32 @@ fn goodbye_reason() -> impl Strategy<Value = GoodbyeReason> {
     ]
 }
 
+/// Codes that `RefuseReason::from_code` maps to a named variant.
+const NAMED_REFUSE_CODES: std::ops::RangeInclusive<u16> = 1..=6;
+
+/// Every refusal a response can carry. Code 0 is the status of a successful response, so
+/// `Other(0)` is not a refusal on the wire; `App(c)` travels as `APP_REFUSE_BASE + c`.
 fn refuse_reason() -> impl Strategy<Value = RefuseReason> {
     prop_oneof![
-        Just(RefuseReason::Unsupported),
-        Just(RefuseReason::TooManyRequests),
-        any::<u16>()
-            .prop_filter("named code", |c| !(1..=2).contains(c))
+        // Every named reason, through its code.
+        NAMED_REFUSE_CODES.prop_map(RefuseReason::from_code),
+        // The application's own codes.
+        (0..=u16::MAX - APP_REFUSE_BASE).prop_map(RefuseReason::App),
+        // `Other` with a code no named reason uses (a reason from a newer version).
+        (1..APP_REFUSE_BASE)
+            .prop_filter("named code", |c| !NAMED_REFUSE_CODES.contains(c))
             .prop_map(RefuseReason::Other),
     ]
+}
+
+/// Protocol and topic ids: the core's own, the first application ids, and any other.
+fn wire_id() -> impl Strategy<Value = u32> {
+    prop_oneof![1u32..8, 1000u32..1010, any::<u32>()]
+}
+
+/// A protocol's or topic's own bytes: opaque to the wire, possibly empty.
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![Just(Vec::new()), vec(any::<u8>(), 0..64), vec(any::<u8>(), 0..2000)]
 }
 
 fn tx() -> impl Strategy<Value = Tx> {
@@ -137,7 +184,50 @@ fn response_body() -> impl Strategy<Value = ResponseBody> {
         proptest::option::of(hash()).prop_map(ResponseBody::HashAt),
         vec(block(), 0..4).prop_map(ResponseBody::Blocks),
         vec(peer_addr(), 0..20).prop_map(ResponseBody::Peers),
-        refuse_reason().prop_map(ResponseBody::Refused),
+    ]
+}
+
+/// A request on any protocol with any payload, or a well-formed built-in one.
+fn request() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u64>(), wire_id(), payload()).prop_map(|(id, p, payload)| Message::Request {
+            id,
+            protocol: ProtocolId(p),
+            payload,
+        }),
+        (any::<u64>(), request_body()).prop_map(|(id, body)| Message::builtin_request(id, &body)),
+    ]
+}
+
+/// A response with any payload, a refusal, or a well-formed built-in answer.
+fn response() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u64>(), payload()).prop_map(|(id, p)| Message::Response { id, result: Ok(p) }),
+        (any::<u64>(), refuse_reason()).prop_map(|(id, r)| Message::Response {
+            id,
+            result: Err(r),
+        }),
+        (any::<u64>(), response_body())
+            .prop_map(|(id, body)| Message::builtin_response(id, &body)),
+    ]
+}
+
+/// A message on any topic with any payload, or a block or transaction on the built-in
+/// topics.
+fn gossip() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (wire_id(), payload()).prop_map(|(t, payload)| Message::Gossip {
+            topic: TopicId(t),
+            payload,
+        }),
+        block().prop_map(|b| Message::Gossip {
+            topic: builtin::BLOCK_TOPIC,
+            payload: postcard::to_allocvec(&b).unwrap(),
+        }),
+        tx().prop_map(|t| Message::Gossip {
+            topic: builtin::TX_TOPIC,
+            payload: postcard::to_allocvec(&t).unwrap(),
+        }),
     ]
 }
 
@@ -148,10 +238,9 @@ fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
         (goodbye_reason(), text())
             .prop_map(|(reason, detail)| Message::Goodbye(Goodbye { reason, detail })),
-        (any::<u64>(), request_body()).prop_map(|(id, body)| Message::Request { id, body }),
-        (any::<u64>(), response_body()).prop_map(|(id, body)| Message::Response { id, body }),
-        block().prop_map(Message::BlockAnnounce),
-        tx().prop_map(Message::TxBroadcast),
+        request(),
+        response(),
+        gossip(),
     ]
 }
 
@@ -245,29 +334,101 @@ proptest! {
     }
 
     #[test]
-    fn request_roundtrips(id in any::<u64>(), body in request_body()) {
-        roundtrip(&Message::Request { id, body })?;
+    fn request_roundtrips(m in request()) {
+        roundtrip(&m)?;
     }
 
     #[test]
-    fn response_roundtrips(id in any::<u64>(), body in response_body()) {
-        roundtrip(&Message::Response { id, body })?;
+    fn response_and_refusal_roundtrip(m in response()) {
+        roundtrip(&m)?;
+    }
+
+    #[test]
+    fn gossip_roundtrips(m in gossip()) {
+        roundtrip(&m)?;
+    }
+
+    /// A built-in request travels on its own protocol and comes back as the same body.
+    #[test]
+    fn builtin_requests_decode_to_what_was_asked(id in any::<u64>(), body in request_body()) {
+        let m = Message::builtin_request(id, &body);
+        roundtrip(&m)?;
+        let Message::Request { protocol, .. } = &m else {
+            return Err(TestCaseError::fail("a built-in request is a Request"));
+        };
+        let (want, _) = builtin::encode_request(&body);
+        prop_assert_eq!(*protocol, want);
+        prop_assert_eq!(m.as_builtin_request(), Some((id, body)));
+    }
+
+    /// A built-in response decodes, with the protocol of its request, to the same body.
+    #[test]
+    fn builtin_responses_decode_with_their_protocol(id in any::<u64>(), body in response_body()) {
+        let protocol = match &body {
+            ResponseBody::Tip { .. } => builtin::TIP,
+            ResponseBody::HashAt(_) => builtin::HASH_AT,
+            ResponseBody::Blocks(_) => builtin::BLOCKS,
+            ResponseBody::Peers(_) => builtin::PEERS,
+        };
+        let m = Message::builtin_response(id, &body);
+        roundtrip(&m)?;
+        let Message::Response { result: Ok(bytes), .. } = &m else {
+            return Err(TestCaseError::fail("a built-in response is a successful Response"));
+        };
+        prop_assert_eq!(builtin::decode_response(protocol, bytes), Some(body));
     }
 
     #[test]
     fn blocks_response_with_arbitrary_txs_roundtrips(id in any::<u64>(), blocks in vec(block(), 1..4)) {
-        roundtrip(&Message::Response { id, body: ResponseBody::Blocks(blocks) })?;
+        let m = Message::builtin_response(id, &ResponseBody::Blocks(blocks.clone()));
+        roundtrip(&m)?;
+        let Message::Response { result: Ok(bytes), .. } = &m else {
+            return Err(TestCaseError::fail("a successful Response"));
+        };
+        prop_assert_eq!(
+            builtin::decode_response(builtin::BLOCKS, bytes),
+            Some(ResponseBody::Blocks(blocks))
+        );
     }
 
     #[test]
     fn peers_response_with_v4_and_v6_roundtrips(id in any::<u64>(), peers in vec(peer_addr(), 0..40)) {
-        roundtrip(&Message::Response { id, body: ResponseBody::Peers(peers) })?;
+        let m = Message::builtin_response(id, &ResponseBody::Peers(peers.clone()));
+        roundtrip(&m)?;
+        let Message::Response { result: Ok(bytes), .. } = &m else {
+            return Err(TestCaseError::fail("a successful Response"));
+        };
+        prop_assert_eq!(
+            builtin::decode_response(builtin::PEERS, bytes),
+            Some(ResponseBody::Peers(peers))
+        );
     }
 
+    /// Blocks and transactions on the built-in topics are their postcard bytes, unchanged.
     #[test]
-    fn block_announce_and_tx_broadcast_roundtrip(b in block(), t in tx()) {
-        roundtrip(&Message::BlockAnnounce(b))?;
-        roundtrip(&Message::TxBroadcast(t))?;
+    fn block_and_tx_gossip_roundtrip(b in block(), t in tx()) {
+        for (topic, payload) in [
+            (builtin::BLOCK_TOPIC, postcard::to_allocvec(&b).unwrap()),
+            (builtin::TX_TOPIC, postcard::to_allocvec(&t).unwrap()),
+        ] {
+            let m = Message::Gossip { topic, payload };
+            roundtrip(&m)?;
+        }
+        let frame = Message::Gossip { topic: builtin::BLOCK_TOPIC, payload: postcard::to_allocvec(&b).unwrap() }.to_frame();
+        let Ok(Decoded::Known(Message::Gossip { payload, .. })) = Message::decode(&frame[4..]) else {
+            return Err(TestCaseError::fail("gossip decodes as gossip"));
+        };
+        prop_assert_eq!(postcard::from_bytes::<Block>(&payload).ok(), Some(b));
+    }
+
+    /// A refusal's code survives the wire, whatever the reason (named, application's, newer).
+    #[test]
+    fn refusals_keep_their_reason(id in any::<u64>(), r in refuse_reason()) {
+        let frame = Message::Response { id, result: Err(r) }.to_frame();
+        prop_assert_eq!(
+            Message::decode(&frame[4..]),
+            Ok(Decoded::Known(Message::Response { id, result: Err(r) }))
+        );
     }
 
     /// A `PeerAddr` converts to a `SocketAddr` and back unchanged, both families.
@@ -338,12 +499,20 @@ proptest! {
         }
     }
 
-    /// Arbitrary payloads starting with a known kind (the interesting half of the space).
+    /// Arbitrary payloads starting with a known kind (the interesting half of the space);
+    /// whatever decodes re-encodes to the same message.
     #[test]
-    fn arbitrary_bodies_of_known_kinds_never_panic_decode(kind in 0u8..8, body in vec(any::<u8>(), 0..300)) {
+    fn arbitrary_bodies_of_known_kinds_never_panic_decode(
+        kind in 0..MessageKind::ALL.len() as u8,
+        body in vec(any::<u8>(), 0..300),
+    ) {
         let mut payload = vec![kind];
         payload.extend(body);
-        let _ = Message::decode(&payload);
+        if let Ok(Decoded::Known(m)) = Message::decode(&payload) {
+            prop_assert_eq!(m.kind() as u8, kind);
+            let again = m.to_frame()[4..].to_vec();
+            prop_assert_eq!(Message::decode(&again), Ok(Decoded::Known(m)));
+        }
     }
 
     /// Arbitrary bytes in arbitrary chunks never panic `FrameDecoder`; it never hands out a
@@ -421,7 +590,7 @@ proptest! {
 
     /// A payload whose kind is unknown to this version decodes as skippable, whatever follows.
     #[test]
-    fn unknown_kinds_are_skippable(kind in 8u32.., body in vec(any::<u8>(), 0..64)) {
+    fn unknown_kinds_are_skippable(kind in MessageKind::ALL.len() as u32.., body in vec(any::<u8>(), 0..64)) {
         let mut payload = postcard::to_allocvec(&kind).unwrap();
         payload.extend(body);
         prop_assert_eq!(Message::decode(&payload), Ok(Decoded::UnknownKind(kind)));

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use timed_core::{
+    RefuseReason, Verdict,
     Action, ConnId, Direction, DownReason, GoodbyeReason, Input, NodeEvent, PeerMachine,
     QueryError, QueryId, ResponseBody, Store,
 };
@@ -368,6 +369,17 @@ impl<S: Store> Driver<S> {
                 .unwrap_or_else(Span::none)
         };
         match &event {
+            // This adapter does not yet route application protocols (the tokio one does):
+            // a peer's request is refused at once rather than left to its deadline, and a
+            // message needing a verdict is not forwarded.
+            NodeEvent::InboundRequest { id, protocol, .. } => {
+                debug!(%protocol, "peer's request refused: this runtime serves no application protocol");
+                let _ = self.machine.respond(self.clock.now(), *id, Err(RefuseReason::Unavailable));
+            }
+            NodeEvent::GossipReceived { id, .. } => {
+                let _ = self.machine.validate(self.clock.now(), *id, Verdict::Ignore);
+            }
+            NodeEvent::RequestDone { id, .. } => trace!(query = %id, "request done"),
             NodeEvent::QueryDone { id, result } => {
                 trace!(query = %id, ok = result.is_ok(), "query done");
                 if let Some(reply) = self.queries.remove(id) {

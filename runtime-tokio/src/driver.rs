@@ -1,13 +1,14 @@
 //! The task that owns the machine.
 
 use crate::conn::{self, Inbox, WriteCmd};
+use crate::app::{GossipMessage, Incoming, Routes};
 use crate::{Clock, Command, Exit, RuntimeOptions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use timed_core::{
-    Action, ConnId, Direction, DownReason, GoodbyeReason, Input, NodeEvent, PeerMachine,
-    QueryError, QueryId, ResponseBody, Store,
+    Action, ConnId, Direction, DownReason, GoodbyeReason, InboundId, Input, NodeEvent, NodeId,
+    PeerMachine, ProtocolId, QueryError, QueryId, RefuseReason, ResponseBody, Store, Verdict,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -34,6 +35,11 @@ pub(crate) struct Driver<S: Store> {
     inbox_rx: mpsc::Receiver<Inbox>,
     conns: HashMap<ConnId, ConnEntry>,
     queries: HashMap<QueryId, oneshot::Sender<Result<ResponseBody, QueryError>>>,
+    requests: HashMap<QueryId, oneshot::Sender<Result<Vec<u8>, QueryError>>>,
+    routes: Routes,
+    /// For the `Incoming` requests handed to servers; weak, so the node still stops once
+    /// every handle is gone.
+    cmd: mpsc::WeakSender<Command>,
     /// Writer tasks; awaited on shutdown so every Goodbye is flushed.
     writers: JoinSet<()>,
     fatal: Option<String>,
@@ -46,6 +52,7 @@ impl<S: Store> Driver<S> {
         opts: RuntimeOptions,
         listener: Option<TcpListener>,
         events: broadcast::Sender<NodeEvent>,
+        cmd: mpsc::WeakSender<Command>,
     ) -> Self {
         let (inbox_tx, inbox_rx) = mpsc::channel(opts.inbox_capacity.max(1));
         Driver {
@@ -59,6 +66,9 @@ impl<S: Store> Driver<S> {
             inbox_rx,
             conns: HashMap::new(),
             queries: HashMap::new(),
+            requests: HashMap::new(),
+            routes: Routes::default(),
+            cmd,
             writers: JoinSet::new(),
             fatal: None,
         }
@@ -151,6 +161,34 @@ impl<S: Store> Driver<S> {
             Command::Shutdown => {
                 info!("shutting down: saying goodbye to every peer");
                 self.machine.shutdown(now);
+            }
+            Command::Request {
+                peer,
+                protocol,
+                payload,
+                reply,
+            } => {
+                let id = self.machine.request(now, peer, protocol, payload);
+                self.requests.insert(id, reply);
+            }
+            Command::Serve { protocol, tx } => self.routes.serve(protocol, tx),
+            Command::Respond { id, result } => {
+                if let Err(e) = self.machine.respond(now, id, result) {
+                    debug!(error = %e, "answer to a peer's request not sent");
+                }
+            }
+            Command::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                let _ = reply.send(self.machine.publish(now, topic, payload));
+            }
+            Command::Listen { topic, tx } => self.routes.listen(topic, tx),
+            Command::Validate { id, verdict } => {
+                if let Err(e) = self.machine.validate(now, id, verdict) {
+                    debug!(error = %e, "verdict on a gossip message not applied");
+                }
             }
         }
     }
@@ -315,6 +353,36 @@ impl<S: Store> Driver<S> {
                 .unwrap_or_else(Span::none)
         };
         match &event {
+            NodeEvent::RequestDone { id, result, .. } => {
+                trace!(query = %id, ok = result.is_ok(), "request done");
+                if let Some(reply) = self.requests.remove(id) {
+                    let _ = reply.send(result.clone());
+                }
+            }
+            NodeEvent::InboundRequest {
+                id,
+                peer,
+                protocol,
+                payload,
+            } => self.route_request(*id, *peer, *protocol, payload.clone()),
+            NodeEvent::GossipReceived {
+                id,
+                topic,
+                from,
+                payload,
+            } => {
+                let msg = GossipMessage {
+                    id: *id,
+                    topic: *topic,
+                    from: *from,
+                    payload: payload.clone(),
+                };
+                if let Err(id) = self.routes.route_gossip(msg) {
+                    // Nobody can judge it: not forwarded. (An unvalidated topic already
+                    // forwarded it, and this verdict is refused as unknown.)
+                    let _ = self.machine.validate(self.clock.now(), id, Verdict::Ignore);
+                }
+            }
             NodeEvent::QueryDone { id, result } => {
                 trace!(query = %id, ok = result.is_ok(), "query done");
                 if let Some(reply) = self.queries.remove(id) {
@@ -383,6 +451,23 @@ impl<S: Store> Driver<S> {
         }
         // No receivers is fine.
         let _ = self.events.send(event);
+    }
+}
+
+impl<S: Store> Driver<S> {
+    fn route_request(&mut self, id: InboundId, peer: NodeId, protocol: ProtocolId, payload: Vec<u8>) {
+        let refusal = match self.cmd.upgrade() {
+            Some(cmd) => self
+                .routes
+                .route_request(Incoming::new(id, peer, protocol, payload, cmd))
+                .err()
+                .map(|(_, _, r)| r),
+            None => Some(RefuseReason::Unavailable),
+        };
+        if let Some(reason) = refusal {
+            debug!(%protocol, reason = reason.as_str(), "peer's request refused: no server can take it");
+            let _ = self.machine.respond(self.clock.now(), id, Err(reason));
+        }
     }
 }
 

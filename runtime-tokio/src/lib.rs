@@ -30,19 +30,22 @@
 //! The async-std adapter mirrors this file one to one; [`conformance`] holds the behaviour
 //! both must show, written against the small [`conformance::Harness`] trait.
 
+mod app;
 mod clock;
 pub mod conformance;
 mod conn;
 mod driver;
 
+pub use app::{GossipMessage, Incoming};
 pub use clock::{unix_time_now, Clock};
 
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 use timed_core::{
-    Config, ConfigError, NodeEvent, NodeId, PeerMachine, QueryError, RequestBody, ResponseBody,
-    Status, Store, Tx, TxError, TxId,
+    Config, ConfigError, GossipId, InboundId, MessageId, NodeEvent, NodeId, PeerMachine,
+    ProtocolId, PublishError, QueryError, RefuseReason, RequestBody, ResponseBody, Status, Store,
+    TopicId, Tx, TxError, TxId, Verdict,
 };
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -132,6 +135,33 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Status>,
     },
     Shutdown,
+    Request {
+        peer: NodeId,
+        protocol: ProtocolId,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, QueryError>>,
+    },
+    Serve {
+        protocol: ProtocolId,
+        tx: mpsc::Sender<Incoming>,
+    },
+    Respond {
+        id: InboundId,
+        result: Result<Vec<u8>, RefuseReason>,
+    },
+    Publish {
+        topic: TopicId,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<MessageId, PublishError>>,
+    },
+    Listen {
+        topic: TopicId,
+        tx: mpsc::Sender<GossipMessage>,
+    },
+    Validate {
+        id: GossipId,
+        verdict: Verdict,
+    },
 }
 
 /// A cheap, cloneable handle to a running node.
@@ -153,6 +183,16 @@ impl std::fmt::Debug for Command {
             Command::Dial { addr } => write!(f, "Dial({addr})"),
             Command::Status { .. } => f.write_str("Status"),
             Command::Shutdown => f.write_str("Shutdown"),
+            Command::Request { peer, protocol, payload, .. } => {
+                write!(f, "Request({peer:?}, {protocol}, {} bytes)", payload.len())
+            }
+            Command::Serve { protocol, .. } => write!(f, "Serve({protocol})"),
+            Command::Respond { id, .. } => write!(f, "Respond({id:?})"),
+            Command::Publish { topic, payload, .. } => {
+                write!(f, "Publish({topic}, {} bytes)", payload.len())
+            }
+            Command::Listen { topic, .. } => write!(f, "Listen({topic})"),
+            Command::Validate { id, verdict } => write!(f, "Validate({id:?}, {verdict:?})"),
         }
     }
 }
@@ -302,7 +342,14 @@ where
     let (cmd_tx, cmd_rx) = mpsc::channel(opts.command_capacity.max(1));
     let (events, _) = broadcast::channel(opts.event_capacity.max(1));
     let (done_tx, done_rx) = watch::channel(false);
-    let driver = driver::Driver::new(machine, clock, opts, listener, events.clone());
+    let driver = driver::Driver::new(
+        machine,
+        clock,
+        opts,
+        listener,
+        events.clone(),
+        cmd_tx.downgrade(),
+    );
     let span = tracing::info_span!("node", id = %node_id.short());
     let task = tokio::spawn(
         async move {

@@ -2,10 +2,15 @@
 #![allow(dead_code)]
 
 use core::net::SocketAddr;
-use timed_core::testing::{NodeIx, Switchboard};
-use timed_core::wire::{Decoded, FrameDecoder, Hello, Message, RequestBody};
+use std::collections::BTreeMap;
+use timed_core::protocol::builtin;
+use timed_core::testing::{Filter, NodeIx, Switchboard};
+use timed_core::wire::{
+    Decoded, FrameDecoder, Hello, Message, PeerAddr, RequestBody, ResponseBody,
+};
 use timed_core::{
-    Action, Config, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId, PeerMachine,
+    Action, Block, Config, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId,
+    PeerMachine, ProtocolId, Tx,
 };
 
 pub fn id(n: u8) -> NodeId {
@@ -185,11 +190,94 @@ impl Script {
 
     /// The first block-range request the machine sent.
     pub fn range_request(msgs: &[Message]) -> Option<(u64, u64, u32)> {
-        msgs.iter().find_map(|m| match m {
-            m => match m.as_builtin_request() {
-                Some((id, RequestBody::Blocks { from, count })) => Some((id, from, count)),
-                _ => None,
-            },
-        })
+        msgs.iter().find_map(as_blocks_request)
     }
+
+    /// The id of the first address request the machine sent.
+    pub fn peers_request(msgs: &[Message]) -> Option<u64> {
+        msgs.iter().find_map(as_peers_request)
+    }
+}
+
+/// `m` as a built-in blocks request: `(id, from, count)`.
+pub fn as_blocks_request(m: &Message) -> Option<(u64, u64, u32)> {
+    match m.as_builtin_request() {
+        Some((id, RequestBody::Blocks { from, count })) => Some((id, from, count)),
+        _ => None,
+    }
+}
+
+/// `m` as a built-in address request: its id.
+pub fn as_peers_request(m: &Message) -> Option<u64> {
+    match m.as_builtin_request() {
+        Some((id, RequestBody::Peers)) => Some(id),
+        _ => None,
+    }
+}
+
+// ---- built-in messages, as a peer would put them on the wire ---------------------------------
+
+/// A request for blocks `from..from + count` on the built-in blocks protocol.
+pub fn blocks_request(id: u64, from: u64, count: u32) -> Message {
+    Message::builtin_request(id, &RequestBody::Blocks { from, count })
+}
+
+/// A request for the peer's tip on the built-in tip protocol.
+pub fn tip_request(id: u64) -> Message {
+    Message::builtin_request(id, &RequestBody::Tip)
+}
+
+/// The answer to a blocks request.
+pub fn blocks_response(id: u64, blocks: Vec<Block>) -> Message {
+    Message::builtin_response(id, &ResponseBody::Blocks(blocks))
+}
+
+/// The answer to an address request.
+pub fn peers_response(id: u64, peers: Vec<PeerAddr>) -> Message {
+    Message::builtin_response(id, &ResponseBody::Peers(peers))
+}
+
+/// `block` announced on the built-in block topic.
+pub fn block_gossip(block: &Block) -> Message {
+    Message::Gossip {
+        topic: builtin::BLOCK_TOPIC,
+        payload: postcard::to_allocvec(block).expect("a block serializes"),
+    }
+}
+
+/// `tx` relayed on the built-in transaction topic.
+pub fn tx_gossip(tx: &Tx) -> Message {
+    Message::Gossip {
+        topic: builtin::TX_TOPIC,
+        payload: postcard::to_allocvec(tx).expect("a tx serializes"),
+    }
+}
+
+/// Whether `m` is a request on `protocol`.
+pub fn is_request_on(m: &Message, protocol: ProtocolId) -> bool {
+    matches!(m, Message::Request { protocol: p, .. } if *p == protocol)
+}
+
+/// A switchboard filter that drops the responses to requests on `protocol` for which
+/// `when(responder, requester)` is true, and lets everything else through.
+///
+/// A response does not name its protocol, only its request's id: the filter remembers the
+/// protocol of each request it sees go from one node to another, by id, and matches the
+/// response coming back. (Two connections between the same pair with the same id in flight
+/// at once would confuse it; no test here holds two live connections per pair.)
+pub fn drop_responses(
+    protocol: ProtocolId,
+    mut when: impl FnMut(NodeIx, NodeIx) -> bool + 'static,
+) -> Filter {
+    let mut asked: BTreeMap<(NodeIx, NodeIx, u64), ProtocolId> = BTreeMap::new();
+    Box::new(move |from, to, m| match m {
+        Message::Request { id, protocol, .. } => {
+            asked.insert((from, to, *id), *protocol);
+            false
+        }
+        Message::Response { id, .. } => {
+            asked.remove(&(to, from, *id)) == Some(protocol) && when(from, to)
+        }
+        _ => false,
+    })
 }

@@ -22,21 +22,19 @@ pub enum Kind {
     Goodbye,
     Request,
     Response,
-    BlockAnnounce,
-    TxBroadcast,
+    Gossip,
     Other,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Hello,
         Kind::Ping,
         Kind::Pong,
         Kind::Goodbye,
         Kind::Request,
         Kind::Response,
-        Kind::BlockAnnounce,
-        Kind::TxBroadcast,
+        Kind::Gossip,
         Kind::Other,
     ];
 
@@ -48,8 +46,7 @@ impl Kind {
             3 => Kind::Goodbye,
             4 => Kind::Request,
             5 => Kind::Response,
-            6 => Kind::BlockAnnounce,
-            7 => Kind::TxBroadcast,
+            6 => Kind::Gossip,
             _ => Kind::Other,
         }
     }
@@ -62,8 +59,7 @@ impl Kind {
             Kind::Goodbye => 3,
             Kind::Request => 4,
             Kind::Response => 5,
-            Kind::BlockAnnounce => 6,
-            Kind::TxBroadcast => 7,
+            Kind::Gossip => 6,
             Kind::Other => 255,
         }
     }
@@ -76,8 +72,7 @@ impl Kind {
             Kind::Goodbye => "goodbye",
             Kind::Request => "request",
             Kind::Response => "response",
-            Kind::BlockAnnounce => "block_announce",
-            Kind::TxBroadcast => "tx_broadcast",
+            Kind::Gossip => "gossip",
             Kind::Other => "other",
         }
     }
