@@ -89,7 +89,11 @@ fn established() -> (PeerMachine<MemStore>, timed_core::ConnId) {
         },
     );
     while m.poll_action().is_some() {}
-    assert_eq!(m.status().peers.len(), 1, "the bench peer completed its handshake");
+    assert_eq!(
+        m.status().peers.len(),
+        1,
+        "the bench peer completed its handshake"
+    );
     (m, conn)
 }
 

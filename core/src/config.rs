@@ -1,8 +1,8 @@
 //! Machine configuration, with documented defaults and validation.
 
 use crate::chain::{Limits, Network, Rules};
-use crate::protocol::{ProtocolSpec, TopicSpec, APP_ID_MIN};
 use crate::id::NodeId;
+use crate::protocol::{ProtocolSpec, TopicSpec, APP_ID_MIN};
 use crate::time::Duration;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -226,19 +226,33 @@ impl Config {
         let frame = self.max_frame as usize;
         for (i, p) in self.protocols.iter().enumerate() {
             if p.id.0 < APP_ID_MIN {
-                return err("protocols", "ids below 1000 are reserved for the core's own protocols");
+                return err(
+                    "protocols",
+                    "ids below 1000 are reserved for the core's own protocols",
+                );
             }
             if self.protocols[..i].iter().any(|q| q.id == p.id) {
                 return err("protocols", "two protocols share one id");
             }
             if p.max_request_bytes == 0 || p.max_response_bytes == 0 {
-                return err("protocols", "max_request_bytes and max_response_bytes must be at least 1");
+                return err(
+                    "protocols",
+                    "max_request_bytes and max_response_bytes must be at least 1",
+                );
             }
-            if p.max_request_bytes as usize + 32 > frame || p.max_response_bytes as usize + 32 > frame {
-                return err("protocols", "a request or response limit must leave room for framing within max_frame");
+            if p.max_request_bytes as usize + 32 > frame
+                || p.max_response_bytes as usize + 32 > frame
+            {
+                return err(
+                    "protocols",
+                    "a request or response limit must leave room for framing within max_frame",
+                );
             }
             if p.max_outbound_in_flight == 0 || p.max_inbound_in_flight == 0 {
-                return err("protocols", "requests in flight must be at least 1 each way");
+                return err(
+                    "protocols",
+                    "requests in flight must be at least 1 each way",
+                );
             }
             if p.timeout.as_micros() < 4 {
                 return err("protocols", "timeout must be greater than zero");
@@ -246,13 +260,19 @@ impl Config {
         }
         for (i, t) in self.topics.iter().enumerate() {
             if t.id.0 < APP_ID_MIN {
-                return err("topics", "ids below 1000 are reserved for the core's own topics");
+                return err(
+                    "topics",
+                    "ids below 1000 are reserved for the core's own topics",
+                );
             }
             if self.topics[..i].iter().any(|u| u.id == t.id) {
                 return err("topics", "two topics share one id");
             }
             if t.max_message_bytes == 0 || t.max_message_bytes as usize + 32 > frame {
-                return err("topics", "max_message_bytes must be at least 1 and fit within max_frame");
+                return err(
+                    "topics",
+                    "max_message_bytes must be at least 1 and fit within max_frame",
+                );
             }
             if t.rate_per_sec == 0 || t.burst == 0 {
                 return err("topics", "rate_per_sec and burst must be at least 1");
@@ -315,7 +335,11 @@ mod tests {
         let mut c = cfg();
         c.protocols.push(ProtocolSpec::new(ProtocolId(1000), "a"));
         c.protocols.push(ProtocolSpec::new(ProtocolId(1000), "b"));
-        assert!(c.validate().unwrap_err().to_string().contains("share one id"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("share one id"));
         let mut c = cfg();
         c.topics.push(TopicSpec::new(TopicId(1), "x"));
         assert_eq!(c.validate().unwrap_err().field, "topics");

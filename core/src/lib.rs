@@ -24,7 +24,9 @@ pub mod testing;
 pub mod time;
 pub mod wire;
 
-pub use chain::{Block, BlockHash, ChainRules, ChainTip, DevnetRules, Header, Network, Rules, Tx, TxId};
+pub use chain::{
+    Block, BlockHash, ChainRules, ChainTip, DevnetRules, Header, Network, Rules, Tx, TxId,
+};
 pub use config::{Config, ConfigError};
 pub use id::{ConnId, NodeId, QueryId};
 pub use machine::hot::Hop;
@@ -33,8 +35,8 @@ pub use machine::{
     PeerMachine, PeerStatus, ProtocolStats, QueryError, Refused, Status, TopicStats, TxError,
 };
 pub use protocol::{
-    GossipId, HandleError, InboundId, MessageId, Protocol, ProtocolId, ProtocolSpec,
-    PublishError, Topic, TopicId, TopicSpec, Verdict,
+    GossipId, HandleError, InboundId, MessageId, Protocol, ProtocolId, ProtocolSpec, PublishError,
+    Topic, TopicId, TopicSpec, Verdict,
 };
 pub use store::{AddrEntry, MemStore, Store};
 pub use time::{Duration, Instant};

@@ -12,11 +12,15 @@ use timed_core::protocol::{Protocol, ProtocolId, ProtocolSpec, Topic, TopicId, T
 use timed_core::testing::{NodeIx, Switchboard};
 use timed_core::wire::{Message, RefuseReason};
 use timed_core::{
-    Block, Config, GoodbyeReason, Header, MemStore, Network, NodeEvent, QueryError, QueryId,
-    Rules, Store, Verdict,
+    Block, Config, GoodbyeReason, Header, MemStore, Network, NodeEvent, QueryError, QueryId, Rules,
+    Store, Verdict,
 };
 
-fn machine_with(c: Config, store: MemStore, now: timed_core::Instant) -> timed_core::PeerMachine<MemStore> {
+fn machine_with(
+    c: Config,
+    store: MemStore,
+    now: timed_core::Instant,
+) -> timed_core::PeerMachine<MemStore> {
     timed_core::PeerMachine::new(c, store, now).expect("valid config")
 }
 
@@ -52,7 +56,8 @@ struct Vote {
 }
 
 impl Topic for Votes {
-    const SPEC: TopicSpec = TopicSpec::new(TopicId(1000), "test/votes/1").with_max_message_bytes(64);
+    const SPEC: TopicSpec =
+        TopicSpec::new(TopicId(1000), "test/votes/1").with_max_message_bytes(64);
     type Message = Vote;
 }
 
@@ -78,7 +83,10 @@ fn pair() -> (Switchboard, NodeIx, NodeIx) {
 }
 
 /// Every `RequestDone` seen by `node`, per id.
-fn request_results(net: &Switchboard, node: NodeIx) -> BTreeMap<QueryId, Vec<Result<Vec<u8>, QueryError>>> {
+fn request_results(
+    net: &Switchboard,
+    node: NodeIx,
+) -> BTreeMap<QueryId, Vec<Result<Vec<u8>, QueryError>>> {
     let mut m: BTreeMap<QueryId, Vec<_>> = BTreeMap::new();
     for (_, e) in net.events(node) {
         if let NodeEvent::RequestDone { id, result, .. } = e {
@@ -113,7 +121,10 @@ fn a_typed_request_is_answered_on_the_connection_it_came_in_on_and_ends_once() {
     let reqs = inbound(&net, b);
     assert_eq!(reqs.len(), 1, "b's application sees the request");
     let (handle, payload) = reqs[0].clone();
-    assert_eq!(Masternodes::decode_request(&payload).unwrap(), MnRequest { max: 3 });
+    assert_eq!(
+        Masternodes::decode_request(&payload).unwrap(),
+        MnRequest { max: 3 }
+    );
     assert_eq!(Some(handle.conn()), net.machine(b).peer_conn(id(1)));
     let answer = MnResponse {
         nodes: vec![[7; 32], [8; 32]],
@@ -191,7 +202,9 @@ fn a_peer_without_the_protocol_ends_the_request_at_once_with_unsupported_and_no_
 fn a_request_the_application_never_answers_is_refused_before_the_requester_times_out() {
     let (mut net, a, b) = pair();
     let now = net.now();
-    let q = net.machine(a).request(now, id(2), Masternodes::SPEC.id, vec![0]);
+    let q = net
+        .machine(a)
+        .request(now, id(2), Masternodes::SPEC.id, vec![0]);
     net.run_for(secs(60));
     assert_eq!(inbound(&net, b).len(), 1);
     assert_eq!(
@@ -214,7 +227,10 @@ fn limits_end_requests_without_a_round_trip_and_refuse_floods() {
         .request(now, id(2), Masternodes::SPEC.id, vec![0; 65]);
     // The protocol allows 4 of ours in flight but b advertised it holds only 2.
     let qs: Vec<QueryId> = (0..3)
-        .map(|i| net.machine(a).request(now, id(2), Masternodes::SPEC.id, vec![i]))
+        .map(|i| {
+            net.machine(a)
+                .request(now, id(2), Masternodes::SPEC.id, vec![i])
+        })
         .collect();
     net.run_for(secs(1));
     let r = request_results(&net, a);
@@ -237,7 +253,9 @@ fn limits_end_requests_without_a_round_trip_and_refuse_floods() {
     net.drain(b);
     let st = net.machine(b).status();
     assert_eq!(
-        st.protocols[&Masternodes::SPEC.id].refused.get("too_many_requests"),
+        st.protocols[&Masternodes::SPEC.id]
+            .refused
+            .get("too_many_requests"),
         Some(&1)
     );
     assert!(st.counters.misbehaviour.is_empty());
@@ -248,7 +266,9 @@ fn limits_end_requests_without_a_round_trip_and_refuse_floods() {
 fn requests_in_flight_end_once_when_the_peer_goes_away() {
     let (mut net, a, b) = pair();
     let now = net.now();
-    let q = net.machine(a).request(now, id(2), Masternodes::SPEC.id, vec![]);
+    let q = net
+        .machine(a)
+        .request(now, id(2), Masternodes::SPEC.id, vec![]);
     net.run_for(secs(1));
     net.crash(b);
     net.run_for(secs(120));
@@ -276,14 +296,21 @@ fn line() -> (Switchboard, NodeIx, NodeIx, NodeIx) {
     cc.target_outbound = 1;
     let c = net.add(machine(cc, now), addr("127.0.0.1:7002"));
     net.run_for(secs(3));
-    assert_eq!(net.machine(a).peer_conn(id(3)), None, "a line: a and c are not neighbours");
+    assert_eq!(
+        net.machine(a).peer_conn(id(3)),
+        None,
+        "a line: a and c are not neighbours"
+    );
     (net, a, b, c)
 }
 
 #[test]
 fn gossip_is_forwarded_only_after_the_application_accepts_it_and_only_once() {
     let (mut net, a, b, c) = line();
-    let vote = Vote { height: 5, voter: 1 };
+    let vote = Vote {
+        height: 5,
+        voter: 1,
+    };
     let now = net.now();
     net.machine(a)
         .publish(now, Votes::SPEC.id, Votes::encode(&vote))
@@ -292,7 +319,10 @@ fn gossip_is_forwarded_only_after_the_application_accepts_it_and_only_once() {
     let at_b = gossip_seen(&net, b);
     assert_eq!(at_b.len(), 1);
     assert_eq!(Votes::decode(&at_b[0].1).unwrap(), vote);
-    assert!(gossip_seen(&net, c).is_empty(), "not forwarded before validation");
+    assert!(
+        gossip_seen(&net, c).is_empty(),
+        "not forwarded before validation"
+    );
     let now = net.now();
     net.machine(b)
         .validate(now, at_b[0].0, Verdict::Accept)
@@ -305,7 +335,11 @@ fn gossip_is_forwarded_only_after_the_application_accepts_it_and_only_once() {
     net.machine(c).validate(now, id_c, Verdict::Accept).unwrap();
     net.run_for(secs(1));
     assert_eq!(gossip_seen(&net, b).len(), 1);
-    assert_eq!(gossip_seen(&net, a).len(), 0, "the publisher never sees its own message");
+    assert_eq!(
+        gossip_seen(&net, a).len(),
+        0,
+        "the publisher never sees its own message"
+    );
     let now = net.now();
     assert!(net
         .machine(a)
@@ -318,12 +352,21 @@ fn a_rejected_message_bans_its_sender_and_an_ignored_one_goes_nowhere() {
     let (mut net, a, b) = pair();
     let now = net.now();
     net.machine(a)
-        .publish(now, Votes::SPEC.id, Votes::encode(&Vote { height: 1, voter: 1 }))
+        .publish(
+            now,
+            Votes::SPEC.id,
+            Votes::encode(&Vote {
+                height: 1,
+                voter: 1,
+            }),
+        )
         .unwrap();
     net.run_for(secs(1));
     let g = gossip_seen(&net, b);
     let now = net.now();
-    net.machine(b).validate(now, g[0].0, Verdict::Reject).unwrap();
+    net.machine(b)
+        .validate(now, g[0].0, Verdict::Reject)
+        .unwrap();
     net.run_for(secs(1));
     assert_eq!(net.machine(b).peer_conn(id(1)), None);
     let st = net.machine(b).status();
@@ -337,7 +380,14 @@ fn a_message_never_judged_expires_and_the_pending_table_stays_bounded() {
     for h in 0..10 {
         let now = net.now();
         net.machine(a)
-            .publish(now, Votes::SPEC.id, Votes::encode(&Vote { height: h, voter: 1 }))
+            .publish(
+                now,
+                Votes::SPEC.id,
+                Votes::encode(&Vote {
+                    height: h,
+                    voter: 1,
+                }),
+            )
             .unwrap();
     }
     net.run_for(secs(1));
@@ -382,7 +432,12 @@ fn oversized_gossip_is_misbehaviour_and_a_sender_over_its_rate_is_throttled() {
 struct NoEmptyBlocks;
 
 impl ChainRules for NoEmptyBlocks {
-    fn check_block(&self, block: &Block, parent: &Header, ctx: &RuleContext<'_>) -> Result<(), BlockError> {
+    fn check_block(
+        &self,
+        block: &Block,
+        parent: &Header,
+        ctx: &RuleContext<'_>,
+    ) -> Result<(), BlockError> {
         timed_core::chain::check_block(block, parent, ctx.limits, ctx.wall_secs)?;
         if block.header.height > 3 && block.txs.is_empty() {
             return Err(BlockError::Rejected("empty block"));
@@ -405,9 +460,17 @@ fn a_block_the_applications_rules_reject_is_not_applied_and_bans_its_sender() {
     cb.rules = Rules::new(NoEmptyBlocks);
     let b = net.add(machine(cb, now), addr("127.0.0.1:7001"));
     net.run_for(secs(10));
-    assert_eq!(net.machine(b).height(), 3, "blocks 1..=3 pass, block 4 is rejected");
     assert_eq!(
-        net.machine(b).status().counters.misbehaviour.get("invalid_block"),
+        net.machine(b).height(),
+        3,
+        "blocks 1..=3 pass, block 4 is rejected"
+    );
+    assert_eq!(
+        net.machine(b)
+            .status()
+            .counters
+            .misbehaviour
+            .get("invalid_block"),
         Some(&1)
     );
 }
@@ -432,14 +495,21 @@ fn finality_from_the_rules_stops_a_reorg_below_the_final_height() {
     let top = sb.block_at(2).unwrap().expect("block 2");
     sb.push_unchecked(Block::build(&top.header, top.header.time + 5, vec![]));
     sb.extend_empty(5);
-    for (rules, want_b_chain) in [(Rules::default(), true), (Rules::new(FinalAtTwoBelow), false)] {
+    for (rules, want_b_chain) in [
+        (Rules::default(), true),
+        (Rules::new(FinalAtTwoBelow), false),
+    ] {
         let mut net = Switchboard::new();
         let now = net.now();
         let mut ca = config(1, "127.0.0.1:7000", &[]);
         ca.rules = rules;
         let a = net.add(machine_with(ca, sa.clone(), now), addr("127.0.0.1:7000"));
         net.add(
-            machine_with(config(2, "127.0.0.1:7001", &["127.0.0.1:7000"]), sb.clone(), now),
+            machine_with(
+                config(2, "127.0.0.1:7001", &["127.0.0.1:7000"]),
+                sb.clone(),
+                now,
+            ),
             addr("127.0.0.1:7001"),
         );
         net.run_for(secs(20));
@@ -447,7 +517,10 @@ fn finality_from_the_rules_stops_a_reorg_below_the_final_height() {
         if want_b_chain {
             assert_eq!(h, 8, "the default rules take the higher branch");
         } else {
-            assert_eq!(h, 5, "the fork at 2 is below a's final height (5 - 2 = 3): a keeps its chain");
+            assert_eq!(
+                h, 5,
+                "the fork at 2 is below a's final height (5 - 2 = 3): a keeps its chain"
+            );
         }
     }
 }

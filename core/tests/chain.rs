@@ -359,9 +359,9 @@ fn a_transaction_is_accepted_once_by_every_node_of_a_cycle() {
     let broadcasts = net
         .trace()
         .iter()
-        .filter(|t| {
-            matches!(t.message, Message::Gossip { topic, .. } if topic == builtin::TX_TOPIC)
-        })
+        .filter(
+            |t| matches!(t.message, Message::Gossip { topic, .. } if topic == builtin::TX_TOPIC),
+        )
         .count();
     let links: usize = nodes
         .iter()
@@ -371,6 +371,45 @@ fn a_transaction_is_accepted_once_by_every_node_of_a_cycle() {
         broadcasts <= links,
         "{broadcasts} broadcasts over {links} link ends"
     );
+}
+
+/// Transactions travel on the built-in tx topic, whose size limit is the transaction limit
+/// plus its length prefix: a peer that sends one over it saw that limit in our `Hello` and
+/// is banned for invalid gossip; one that fits the topic but not the transaction limit is
+/// rejected by the chain layer's validation, with the same outcome.
+#[test]
+fn a_transaction_over_the_size_limit_bans_its_sender_for_invalid_gossip() {
+    let max = Script::new(0).m.config().limits.max_tx_bytes;
+    for (name, len) in [
+        ("over the topic's limit", max + 100),
+        ("over max_tx_bytes", max + 1),
+    ] {
+        let mut s = Script::new(0);
+        let _ = s.outputs();
+        // One within the limit first: relayed transactions are accepted.
+        s.send(tx_gossip(&Tx(vec![7; 10])));
+        let (_, events, closed) = s.outputs();
+        assert!(!closed, "{name}: a valid transaction is not misbehaviour");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::TxAccepted { .. })),
+            "{name}: {events:?}"
+        );
+        s.send(tx_gossip(&Tx(vec![1; len])));
+        let (_, events, closed) = s.outputs();
+        assert!(closed, "{name}: disconnected");
+        let what = events.iter().find_map(|e| match e {
+            NodeEvent::Misbehaved { what, .. } => Some(*what),
+            _ => None,
+        });
+        assert_eq!(what, Some(Misbehaviour::InvalidGossip), "{name}");
+        assert_eq!(
+            s.m.status().mempool_len,
+            1,
+            "{name}: only the valid one was kept"
+        );
+    }
 }
 
 #[test]

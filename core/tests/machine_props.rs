@@ -240,10 +240,8 @@ fn hostile_message() -> impl Strategy<Value = Message> {
             }
         }),
         (0u64..8).prop_map(|id| Message::builtin_response(id, &ResponseBody::HashAt(None))),
-        (0u64..8, vec(any::<u8>(), 0..40)).prop_map(|(id, p)| Message::Response {
-            id,
-            result: Ok(p)
-        }),
+        (0u64..8, vec(any::<u8>(), 0..40))
+            .prop_map(|(id, p)| Message::Response { id, result: Ok(p) }),
         (0u64..8, any::<u16>()).prop_map(|(id, c)| Message::Response {
             id,
             result: Err(RefuseReason::from_code(c))

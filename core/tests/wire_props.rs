@@ -49,34 +49,35 @@ fn topic_ad() -> impl Strategy<Value = TopicAd> {
 fn hello() -> impl Strategy<Value = Hello> {
     (
         (
-        any::<[u8; 4]>(),
-        any::<u16>(),
-        any::<u16>(),
-        any::<u32>(),
-        hash(),
-        node_id(),
-        any::<u64>(),
-        any::<Option<u16>>(),
-        any::<u64>(),
-        hash(),
-        text(),
+            any::<[u8; 4]>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u32>(),
+            hash(),
+            node_id(),
+            any::<u64>(),
+            any::<Option<u16>>(),
+            any::<u64>(),
+            hash(),
+            text(),
         ),
         vec(protocol_ad(), 0..8),
         vec(topic_ad(), 0..8),
     )
         .prop_map(
-            |((
-                magic,
-                version,
-                min_version,
-                network,
-                genesis,
-                node_id,
-                boot,
-                listen_port,
-                best_height,
-                best_hash,
-                user_agent,
+            |(
+                (
+                    magic,
+                    version,
+                    min_version,
+                    network,
+                    genesis,
+                    node_id,
+                    boot,
+                    listen_port,
+                    best_height,
+                    best_hash,
+                    user_agent,
                 ),
                 protocols,
                 topics,
@@ -139,7 +140,11 @@ fn wire_id() -> impl Strategy<Value = u32> {
 
 /// A protocol's or topic's own bytes: opaque to the wire, possibly empty.
 fn payload() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![Just(Vec::new()), vec(any::<u8>(), 0..64), vec(any::<u8>(), 0..2000)]
+    prop_oneof![
+        Just(Vec::new()),
+        vec(any::<u8>(), 0..64),
+        vec(any::<u8>(), 0..2000)
+    ]
 }
 
 fn tx() -> impl Strategy<Value = Tx> {
@@ -203,12 +208,9 @@ fn request() -> impl Strategy<Value = Message> {
 fn response() -> impl Strategy<Value = Message> {
     prop_oneof![
         (any::<u64>(), payload()).prop_map(|(id, p)| Message::Response { id, result: Ok(p) }),
-        (any::<u64>(), refuse_reason()).prop_map(|(id, r)| Message::Response {
-            id,
-            result: Err(r),
-        }),
-        (any::<u64>(), response_body())
-            .prop_map(|(id, body)| Message::builtin_response(id, &body)),
+        (any::<u64>(), refuse_reason())
+            .prop_map(|(id, r)| Message::Response { id, result: Err(r) }),
+        (any::<u64>(), response_body()).prop_map(|(id, body)| Message::builtin_response(id, &body)),
     ]
 }
 

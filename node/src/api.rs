@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use timed_core::{Status, Tx, TxError};
+use std::collections::BTreeMap;
+use timed_core::protocol::{ProtocolId, TopicId};
+use timed_core::{ProtocolStats, Status, TopicStats, Tx, TxError};
 use timed_tokio::NodeHandle;
 
 #[derive(Clone)]
@@ -63,8 +65,63 @@ async fn status(State(s): State<ApiState>) -> Response {
         "conns_closed": st.counters.conns_closed,
         "goodbyes_received": observe::lock(&s.observed).goodbyes_received.clone(),
         "boot": st.boot,
+        "protocols": protocols_json(&st.protocols),
+        "topics": topics_json(&st.topics),
     }))
     .into_response()
+}
+
+/// `/status`'s `protocols`: every protocol this node runs, by id, with its statistics.
+pub fn protocols_json(stats: &BTreeMap<ProtocolId, ProtocolStats>) -> Value {
+    stats
+        .iter()
+        .map(|(id, s)| {
+            json!({
+                "id": id.0,
+                "name": s.name,
+                "requests_out": s.requests_out,
+                "requests_in": s.requests_in,
+                "bytes_out": s.bytes_out,
+                "bytes_in": s.bytes_in,
+                "results": s.results,
+                "refused": s.refused,
+            })
+        })
+        .collect()
+}
+
+/// `/status`'s `topics`: every topic this node takes part in, by id, with its statistics.
+pub fn topics_json(stats: &BTreeMap<TopicId, TopicStats>) -> Value {
+    stats
+        .iter()
+        .map(|(id, s)| {
+            json!({
+                "id": id.0,
+                "name": s.name,
+                "published": s.published,
+                "received": s.received,
+                "accepted": s.accepted,
+                "rejected": s.rejected,
+                "ignored": s.ignored,
+                "expired": s.expired,
+                "duplicates": s.duplicates,
+                "rate_limited": s.rate_limited,
+                "sent": s.sent,
+            })
+        })
+        .collect()
+}
+
+/// What a peer advertised, as `[{"id": 3, "name": "timed/blocks/1"}, …]`: the name is the
+/// one this node knows the id by, or `null` for an id this node does not run.
+pub fn advertised<K>(
+    ids: &[K],
+    id: impl Fn(&K) -> u32,
+    name: impl Fn(&K) -> Option<&'static str>,
+) -> Value {
+    ids.iter()
+        .map(|k| json!({ "id": id(k), "name": name(k) }))
+        .collect()
 }
 
 async fn peers(State(s): State<ApiState>) -> Response {
@@ -89,6 +146,8 @@ async fn peers(State(s): State<ApiState>) -> Response {
                 "pings_received": p.pings_received,
                 "best_height": p.best_height,
                 "user_agent": p.user_agent,
+                "protocols": advertised(&p.protocols, |k| k.0, |k| st.protocols.get(k).map(|s| s.name)),
+                "topics": advertised(&p.topics, |k| k.0, |k| st.topics.get(k).map(|s| s.name)),
             })
         })
         .collect();
@@ -164,5 +223,63 @@ async fn tx(State(s): State<ApiState>, body: String) -> Response {
             };
             error(code, e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_advertised_ids_are_named_where_this_node_runs_them() {
+        let mut known = BTreeMap::new();
+        known.insert(
+            ProtocolId(3),
+            ProtocolStats {
+                name: "timed/blocks/1",
+                ..ProtocolStats::default()
+            },
+        );
+        let ads = [ProtocolId(3), ProtocolId(1234)];
+        let v = advertised(&ads, |k| k.0, |k| known.get(k).map(|s| s.name));
+        assert_eq!(
+            v,
+            json!([
+                { "id": 3, "name": "timed/blocks/1" },
+                { "id": 1234, "name": null },
+            ])
+        );
+    }
+
+    #[test]
+    fn status_lists_protocols_and_topics_with_their_stats() {
+        let mut p = BTreeMap::new();
+        let mut s = ProtocolStats {
+            name: "timed/tip/1",
+            requests_in: 2,
+            ..ProtocolStats::default()
+        };
+        s.results.insert("ok", 1);
+        p.insert(ProtocolId(1), s);
+        let v = protocols_json(&p);
+        assert_eq!(v[0]["id"], 1);
+        assert_eq!(v[0]["name"], "timed/tip/1");
+        assert_eq!(v[0]["requests_in"], 2);
+        assert_eq!(v[0]["results"]["ok"], 1);
+        assert_eq!(v[0]["refused"], json!({}));
+        let mut t = BTreeMap::new();
+        t.insert(
+            TopicId(2),
+            TopicStats {
+                name: "timed/txs",
+                rate_limited: 4,
+                ..TopicStats::default()
+            },
+        );
+        let v = topics_json(&t);
+        assert_eq!(v[0]["id"], 2);
+        assert_eq!(v[0]["name"], "timed/txs");
+        assert_eq!(v[0]["rate_limited"], 4);
+        assert_eq!(v[0]["expired"], 0);
     }
 }

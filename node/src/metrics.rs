@@ -1,9 +1,11 @@
 //! Prometheus text exposition of a node's status.
 
 use crate::observe::Observed;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use timed_core::machine::RTT_BUCKETS_MS;
-use timed_core::Status;
+use timed_core::protocol::{ProtocolId, TopicId};
+use timed_core::{ProtocolStats, Status, TopicStats};
 
 struct Out(String);
 
@@ -239,5 +241,306 @@ pub fn render(s: &Status, observed: &Observed, uptime_secs: u64) -> String {
             );
         }
     }
+    protocols(&mut o, &s.protocols);
+    topics(&mut o, &s.topics);
     o.0
+}
+
+/// A label value in the exposition format: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The label value for each declared protocol or topic: its name, escaped. The core does
+/// not require names to be unique (ids are), so a name that is empty or shared by two ids
+/// gets the id appended (`name#1000`) rather than two series colliding in one scrape.
+fn series_names<'a, K: Ord + Copy>(
+    names: impl Iterator<Item = (K, &'a str)> + Clone,
+    id: impl Fn(K) -> u32,
+) -> BTreeMap<K, String> {
+    let mut seen = BTreeSet::new();
+    let shared: BTreeSet<&str> = names
+        .clone()
+        .filter(|(_, n)| !seen.insert(*n))
+        .map(|(_, n)| n)
+        .collect();
+    names
+        .map(|(k, n)| {
+            let label = if n.is_empty() || shared.contains(n) {
+                format!("{n}#{}", id(k))
+            } else {
+                n.to_string()
+            };
+            (k, escape(&label))
+        })
+        .collect()
+}
+
+/// Per request/response protocol, one series per declared protocol (never per peer).
+fn protocols(o: &mut Out, stats: &BTreeMap<ProtocolId, ProtocolStats>) {
+    let names = series_names(stats.iter().map(|(id, s)| (*id, s.name)), |p| p.0);
+    let label = |id: &ProtocolId| format!("protocol=\"{}\"", names[id]);
+    o.family(
+        "timed_protocol_requests_total",
+        "counter",
+        "Requests per request/response protocol: ours to peers (out), peers' to us (in).",
+    );
+    for (id, s) in stats {
+        let l = label(id);
+        o.sample(
+            "timed_protocol_requests_total",
+            &format!("{l},direction=\"out\""),
+            s.requests_out,
+        );
+        o.sample(
+            "timed_protocol_requests_total",
+            &format!("{l},direction=\"in\""),
+            s.requests_in,
+        );
+    }
+    o.family(
+        "timed_protocol_bytes_total",
+        "counter",
+        "Frame bytes per protocol: our requests and responses (out), peers' (in).",
+    );
+    for (id, s) in stats {
+        let l = label(id);
+        o.sample(
+            "timed_protocol_bytes_total",
+            &format!("{l},direction=\"out\""),
+            s.bytes_out,
+        );
+        o.sample(
+            "timed_protocol_bytes_total",
+            &format!("{l},direction=\"in\""),
+            s.bytes_in,
+        );
+    }
+    o.family(
+        "timed_protocol_results_total",
+        "counter",
+        "How our requests ended, per protocol: ok, or why not.",
+    );
+    for (id, s) in stats {
+        let l = label(id);
+        for (k, v) in &s.results {
+            let labels = format!("{l},result=\"{}\"", escape(k));
+            o.sample("timed_protocol_results_total", &labels, v);
+        }
+    }
+    o.family(
+        "timed_protocol_refused_total",
+        "counter",
+        "Peers' requests we refused, per protocol, by reason.",
+    );
+    for (id, s) in stats {
+        let l = label(id);
+        for (k, v) in &s.refused {
+            let labels = format!("{l},reason=\"{}\"", escape(k));
+            o.sample("timed_protocol_refused_total", &labels, v);
+        }
+    }
+}
+
+/// Per gossip topic, one series per declared topic (never per peer).
+fn topics(o: &mut Out, stats: &BTreeMap<TopicId, TopicStats>) {
+    let names = series_names(stats.iter().map(|(id, s)| (*id, s.name)), |t| t.0);
+    let families: [(&str, &str, fn(&TopicStats) -> u64); 9] = [
+        ("published", "Messages we published.", |s| s.published),
+        (
+            "received",
+            "New messages received from peers (duplicates not counted).",
+            |s| s.received,
+        ),
+        (
+            "accepted",
+            "Received messages validated as good (forwarded).",
+            |s| s.accepted,
+        ),
+        (
+            "rejected",
+            "Received messages validated as bad (sender disconnected and banned).",
+            |s| s.rejected,
+        ),
+        (
+            "ignored",
+            "Received messages not worth forwarding, not the sender's fault.",
+            |s| s.ignored,
+        ),
+        (
+            "expired",
+            "Received messages dropped unjudged (too many pending, or validation timed out).",
+            |s| s.expired,
+        ),
+        ("duplicates", "Messages received again, dropped.", |s| {
+            s.duplicates
+        }),
+        (
+            "rate_limited",
+            "Messages dropped because their sender was over the topic's rate.",
+            |s| s.rate_limited,
+        ),
+        (
+            "sent",
+            "Copies sent to peers (published and forwarded).",
+            |s| s.sent,
+        ),
+    ];
+    for (what, help, get) in families {
+        let name = format!("timed_topic_{what}_total");
+        o.family(&name, "counter", &format!("Gossip per topic: {help}"));
+        for (id, s) in stats {
+            o.sample(&name, &format!("topic=\"{}\"", names[id]), get(s));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str, family: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn protocol_series_are_one_per_declared_protocol_and_named_by_it() {
+        let mut stats = BTreeMap::new();
+        let mut blocks = ProtocolStats {
+            name: "timed/blocks/1",
+            requests_out: 7,
+            requests_in: 3,
+            bytes_out: 100,
+            bytes_in: 9000,
+            ..ProtocolStats::default()
+        };
+        blocks.results.insert("ok", 6);
+        blocks.results.insert("timeout", 1);
+        blocks.refused.insert("too_many_requests", 2);
+        stats.insert(ProtocolId(3), blocks);
+        // An application's names: one with characters to escape, two sharing a name.
+        for (id, name) in [(1000, "odd \"name\"\\"), (1001, "same"), (1002, "same")] {
+            stats.insert(
+                ProtocolId(id),
+                ProtocolStats {
+                    name,
+                    ..ProtocolStats::default()
+                },
+            );
+        }
+        let mut o = Out(String::new());
+        protocols(&mut o, &stats);
+        let text = o.0;
+        for family in [
+            "timed_protocol_requests_total",
+            "timed_protocol_bytes_total",
+            "timed_protocol_results_total",
+            "timed_protocol_refused_total",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family} counter\n")).count(),
+                1,
+                "{text}"
+            );
+            assert_eq!(text.matches(&format!("# HELP {family} ")).count(), 1);
+        }
+        let req = lines(&text, "timed_protocol_requests_total");
+        assert_eq!(req.len(), 8, "two directions per protocol: {req:?}");
+        assert!(req.contains(
+            &"timed_protocol_requests_total{protocol=\"timed/blocks/1\",direction=\"out\"} 7"
+                .into()
+        ));
+        assert!(req.contains(
+            &"timed_protocol_requests_total{protocol=\"timed/blocks/1\",direction=\"in\"} 3".into()
+        ));
+        assert!(req
+            .iter()
+            .any(|l| l.contains("protocol=\"odd \\\"name\\\"\\\\\"")));
+        assert!(req.iter().any(|l| l.contains("protocol=\"same#1001\"")));
+        assert!(req.iter().any(|l| l.contains("protocol=\"same#1002\"")));
+        assert!(text.contains(
+            "timed_protocol_bytes_total{protocol=\"timed/blocks/1\",direction=\"in\"} 9000\n"
+        ));
+        assert_eq!(
+            lines(&text, "timed_protocol_results_total"),
+            [
+                "timed_protocol_results_total{protocol=\"timed/blocks/1\",result=\"ok\"} 6",
+                "timed_protocol_results_total{protocol=\"timed/blocks/1\",result=\"timeout\"} 1",
+            ]
+        );
+        assert_eq!(
+            lines(&text, "timed_protocol_refused_total"),
+            ["timed_protocol_refused_total{protocol=\"timed/blocks/1\",reason=\"too_many_requests\"} 2"]
+        );
+        // The value follows the last space (a label value may hold spaces).
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        let unique: BTreeSet<&str> = series.iter().copied().collect();
+        assert_eq!(unique.len(), series.len(), "no series twice: {series:?}");
+    }
+
+    #[test]
+    fn every_topic_counter_has_a_series_per_topic() {
+        let mut stats = BTreeMap::new();
+        stats.insert(
+            TopicId(1),
+            TopicStats {
+                name: "timed/blocks",
+                published: 5,
+                received: 4,
+                accepted: 3,
+                rejected: 1,
+                duplicates: 9,
+                sent: 10,
+                ..TopicStats::default()
+            },
+        );
+        stats.insert(
+            TopicId(2),
+            TopicStats {
+                name: "timed/txs",
+                ..TopicStats::default()
+            },
+        );
+        let mut o = Out(String::new());
+        topics(&mut o, &stats);
+        let text = o.0;
+        for what in [
+            "published",
+            "received",
+            "accepted",
+            "rejected",
+            "ignored",
+            "expired",
+            "duplicates",
+            "rate_limited",
+            "sent",
+        ] {
+            let family = format!("timed_topic_{what}_total");
+            assert!(
+                text.contains(&format!("# TYPE {family} counter\n")),
+                "{text}"
+            );
+            assert_eq!(lines(&text, &family).len(), 2, "{family}: {text}");
+            assert!(text.contains(&format!("{family}{{topic=\"timed/txs\"}} 0\n")));
+        }
+        assert!(text.contains("timed_topic_published_total{topic=\"timed/blocks\"} 5\n"));
+        assert!(text.contains("timed_topic_duplicates_total{topic=\"timed/blocks\"} 9\n"));
+        assert!(text.contains("timed_topic_sent_total{topic=\"timed/blocks\"} 10\n"));
+    }
 }

@@ -78,8 +78,17 @@ pub fn render(status: &Value, peers: &Value) -> String {
         s("syncing")
     );
     out += &format!(
-        "{:<10} {:<9} {:<22} {:>9} {:>10} {:>7} {:>7} {:>7} {:>8}\n",
-        "PEER", "DIR", "REMOTE", "RTT ms", "CONNECTED", "PINGS", "PONGS", "PONG %", "PINGS IN"
+        "{:<10} {:<9} {:<22} {:>9} {:>10} {:>7} {:>7} {:>7} {:>8} {:>6}\n",
+        "PEER",
+        "DIR",
+        "REMOTE",
+        "RTT ms",
+        "CONNECTED",
+        "PINGS",
+        "PONGS",
+        "PONG %",
+        "PINGS IN",
+        "PROTOS"
     );
     for p in peers.as_array().map(|a| a.as_slice()).unwrap_or_default() {
         let g = |k: &str| p.get(k).cloned().unwrap_or(Value::Null);
@@ -94,8 +103,13 @@ pub fn render(status: &Value, peers: &Value) -> String {
             .as_f64()
             .map(|r| format!("{r:.2}"))
             .unwrap_or_else(|| "-".into());
+        // The protocols the peer advertised; "-" from a node that does not report them.
+        let protos = g("protocols")
+            .as_array()
+            .map(|a| a.len().to_string())
+            .unwrap_or_else(|| "-".into());
         out += &format!(
-            "{:<10} {:<9} {:<22} {:>9} {:>9}s {:>7} {:>7} {:>7} {:>8}\n",
+            "{:<10} {:<9} {:<22} {:>9} {:>9}s {:>7} {:>7} {:>7} {:>8} {:>6}\n",
             short(g("node_id").as_str().unwrap_or("?")),
             g("direction").as_str().unwrap_or("?"),
             g("remote_addr").as_str().unwrap_or("?"),
@@ -104,8 +118,32 @@ pub fn render(status: &Value, peers: &Value) -> String {
             pings,
             pongs,
             rate,
-            g("pings_received").as_u64().unwrap_or(0)
+            g("pings_received").as_u64().unwrap_or(0),
+            protos
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_table_counts_the_protocols_each_peer_advertised() {
+        let status = json!({ "node_id": "ab", "network": "devnet", "peer_count": 2 });
+        let peers = json!([
+            { "node_id": "1111111111", "protocols": [{ "id": 1 }, { "id": 3 }] },
+            { "node_id": "2222222222" },
+        ]);
+        let table = render(&status, &peers);
+        let rows: Vec<&str> = table.lines().collect();
+        let header = rows.iter().find(|l| l.starts_with("PEER")).unwrap();
+        assert!(header.ends_with("PROTOS"), "{table}");
+        let one = rows.iter().find(|l| l.starts_with("11111111")).unwrap();
+        assert!(one.ends_with(" 2"), "{table}");
+        let two = rows.iter().find(|l| l.starts_with("22222222")).unwrap();
+        assert!(two.ends_with(" -"), "an older node's peers: {table}");
+    }
 }

@@ -13,9 +13,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use timed_core::{
-    RefuseReason, Verdict,
     Action, ConnId, Direction, DownReason, GoodbyeReason, Input, NodeEvent, PeerMachine,
-    QueryError, QueryId, ResponseBody, Store,
+    QueryError, QueryId, RefuseReason, ResponseBody, Store, Verdict,
 };
 use tracing::{debug, error, info, info_span, trace, warn, Span};
 
@@ -374,10 +373,14 @@ impl<S: Store> Driver<S> {
             // message needing a verdict is not forwarded.
             NodeEvent::InboundRequest { id, protocol, .. } => {
                 debug!(%protocol, "peer's request refused: this runtime serves no application protocol");
-                let _ = self.machine.respond(self.clock.now(), *id, Err(RefuseReason::Unavailable));
+                let _ = self
+                    .machine
+                    .respond(self.clock.now(), *id, Err(RefuseReason::Unavailable));
             }
             NodeEvent::GossipReceived { id, .. } => {
-                let _ = self.machine.validate(self.clock.now(), *id, Verdict::Ignore);
+                let _ = self
+                    .machine
+                    .validate(self.clock.now(), *id, Verdict::Ignore);
             }
             NodeEvent::RequestDone { id, .. } => trace!(query = %id, "request done"),
             NodeEvent::QueryDone { id, result } => {

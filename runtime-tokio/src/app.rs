@@ -43,7 +43,10 @@ impl Incoming {
     }
 
     /// Sends protocol `P`'s typed `response`.
-    pub async fn respond_with<P: Protocol>(self, response: &P::Response) -> Result<(), NodeStopped> {
+    pub async fn respond_with<P: Protocol>(
+        self,
+        response: &P::Response,
+    ) -> Result<(), NodeStopped> {
         let bytes = P::encode_response(response);
         self.respond(bytes).await
     }
@@ -219,7 +222,10 @@ impl NodeHandle {
     }
 
     /// Topic `T`'s typed publish.
-    pub async fn publish_typed<T: Topic>(&self, msg: &T::Message) -> Result<MessageId, PublishError> {
+    pub async fn publish_typed<T: Topic>(
+        &self,
+        msg: &T::Message,
+    ) -> Result<MessageId, PublishError> {
         self.publish(T::SPEC.id, T::encode(msg)).await
     }
 

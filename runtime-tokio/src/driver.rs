@@ -1,7 +1,7 @@
 //! The task that owns the machine.
 
-use crate::conn::{self, Inbox, WriteCmd};
 use crate::app::{GossipMessage, Incoming, Routes};
+use crate::conn::{self, Inbox, WriteCmd};
 use crate::{Clock, Command, Exit, RuntimeOptions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -455,7 +455,13 @@ impl<S: Store> Driver<S> {
 }
 
 impl<S: Store> Driver<S> {
-    fn route_request(&mut self, id: InboundId, peer: NodeId, protocol: ProtocolId, payload: Vec<u8>) {
+    fn route_request(
+        &mut self,
+        id: InboundId,
+        peer: NodeId,
+        protocol: ProtocolId,
+        payload: Vec<u8>,
+    ) {
         let refusal = match self.cmd.upgrade() {
             Some(cmd) => self
                 .routes

@@ -183,7 +183,12 @@ impl std::fmt::Debug for Command {
             Command::Dial { addr } => write!(f, "Dial({addr})"),
             Command::Status { .. } => f.write_str("Status"),
             Command::Shutdown => f.write_str("Shutdown"),
-            Command::Request { peer, protocol, payload, .. } => {
+            Command::Request {
+                peer,
+                protocol,
+                payload,
+                ..
+            } => {
                 write!(f, "Request({peer:?}, {protocol}, {} bytes)", payload.len())
             }
             Command::Serve { protocol, .. } => write!(f, "Serve({protocol})"),

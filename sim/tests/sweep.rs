@@ -45,6 +45,11 @@ fn two_hundred_chaos_seeds_break_no_invariant() {
 }
 
 #[test]
+fn two_hundred_app_chaos_seeds_end_every_application_request_once() {
+    assert_200_seeds_clean("app-chaos");
+}
+
+#[test]
 fn two_hundred_sync_chaos_seeds_all_reach_one_tip() {
     assert_200_seeds_clean("sync-chaos");
 }

@@ -2,8 +2,8 @@
 //! any malformed or out-of-place input ends in `misbehave`, never in a panic or an `Err`.
 
 use super::conn::ConnState;
-use super::io::{Action, DownReason, Misbehaviour, NodeEvent};
 use super::io::QueryError;
+use super::io::{Action, DownReason, Misbehaviour, NodeEvent};
 use super::status::Counters;
 use super::PeerMachine;
 use crate::id::ConnId;

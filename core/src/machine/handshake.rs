@@ -5,6 +5,7 @@ use super::conn::{ConnState, Remote};
 use super::io::Direction;
 use super::PeerMachine;
 use crate::id::ConnId;
+use crate::protocol::MAX_ADVERTISED;
 use crate::store::Store;
 use crate::time::Instant;
 use crate::wire::{
@@ -13,7 +14,6 @@ use crate::wire::{
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use crate::protocol::MAX_ADVERTISED;
 
 /// A peer's advertisement, bounded, sorted and without duplicates: it is looked up by
 /// binary search on every request and gossip message.

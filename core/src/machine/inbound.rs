@@ -58,7 +58,11 @@ impl<S: Store> PeerMachine<S> {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                let waiting = c.in_reqs.values().filter(|r| r.protocol == protocol).count();
+                let waiting = c
+                    .in_reqs
+                    .values()
+                    .filter(|r| r.protocol == protocol)
+                    .count();
                 if waiting >= max_in || c.in_reqs.contains_key(&id) {
                     return self.refuse(conn, protocol, id, RefuseReason::TooManyRequests);
                 }

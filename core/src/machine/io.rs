@@ -177,9 +177,9 @@ impl fmt::Display for QueryError {
             QueryError::TooLarge => {
                 f.write_str("the request or its response exceeds the protocol's size limit")
             }
-            QueryError::UnknownProtocol => {
-                f.write_str("this node does not declare that protocol (add it to Config::protocols)")
-            }
+            QueryError::UnknownProtocol => f.write_str(
+                "this node does not declare that protocol (add it to Config::protocols)",
+            ),
             QueryError::BadResponse => f.write_str("the peer's response did not decode"),
         }
     }
@@ -236,7 +236,8 @@ pub enum Misbehaviour {
     RequestFlood,
     /// A block failing structural validation.
     InvalidBlock,
-    /// A transaction over the size limit.
+    /// A transaction the chain layer cannot accept. (An oversized one is `InvalidGossip`:
+    /// the transaction topic's size limit catches it first.)
     InvalidTx,
     /// A response that does not match what was asked.
     BadResponse,

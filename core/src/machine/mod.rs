@@ -19,11 +19,11 @@ mod status;
 mod sync;
 mod timer;
 
+pub use app::{ProtocolStats, TopicStats};
 pub use io::{
     Action, CloseKind, Direction, DownReason, Input, Misbehaviour, NodeEvent, QueryError, Refused,
     TxError,
 };
-pub use app::{ProtocolStats, TopicStats};
 pub use status::{Counters, PeerStatus, Status, RTT_BUCKETS_MS};
 
 /// Most addresses sent or accepted in one `Peers` response.
@@ -32,6 +32,7 @@ pub(crate) const MAX_ADDRS_PER_RESPONSE: usize = 100;
 use crate::chain::BlockHash;
 use crate::config::{Config, ConfigError};
 use crate::id::{ConnId, NodeId, QueryId};
+use crate::protocol::{ProtocolId, Registry};
 use crate::rng::Rng;
 use crate::store::Store;
 use crate::time::{Duration, Instant};
@@ -40,13 +41,12 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
+use app::AppState;
 use ban::Bans;
 use conn::{Conn, ConnState, Frame};
 use conn_map::ConnMap;
 use core::net::{IpAddr, SocketAddr};
 use dial::Target;
-use app::AppState;
-use crate::protocol::{ProtocolId, Registry};
 use sync::ChainState;
 use timer::{Timer, TimerTable};
 
@@ -444,8 +444,17 @@ impl<S: Store> PeerMachine<S> {
             addr_book_len: self.chain.addr_book_len(),
             stopped: self.stopped,
             counters: self.counters.clone(),
-            protocols: self.app.protocol_stats().iter().map(|(id, s)| (*id, s.clone())).collect(),
-            topics: self.app.topic_stats().map(|(id, s)| (id, s.clone())).collect(),
+            protocols: self
+                .app
+                .protocol_stats()
+                .iter()
+                .map(|(id, s)| (*id, s.clone()))
+                .collect(),
+            topics: self
+                .app
+                .topic_stats()
+                .map(|(id, s)| (id, s.clone()))
+                .collect(),
         }
     }
 

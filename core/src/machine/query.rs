@@ -74,7 +74,11 @@ impl<S: Store> PeerMachine<S> {
         if payload.len() > max_req.min(ad.max_request_bytes as usize) {
             return Err(QueryError::TooLarge);
         }
-        let in_flight = c.out_reqs.values().filter(|r| r.protocol == protocol).count();
+        let in_flight = c
+            .out_reqs
+            .values()
+            .filter(|r| r.protocol == protocol)
+            .count();
         if in_flight >= max_out.min(usize::from(ad.max_in_flight))
             || c.out_reqs.len() >= self.cfg.max_requests_in_flight
         {

@@ -8,14 +8,14 @@
 //! ahead, ranges out, blocks waiting, a fork being resolved): a node in step with its peers
 //! has no periodic chain work at all, which is what lets the simulator run 10 000 of them.
 
+use super::app::Seen;
 use super::io::{Action, Direction, Misbehaviour, NodeEvent, QueryError, TxError};
 use super::query::Origin;
 use super::timer::Timer;
 use super::PeerMachine;
-use super::app::Seen;
 use crate::chain::{Block, BlockHash, ChainTip, Header, RuleContext, Tx, TxId};
-use crate::protocol::{builtin, TopicId, Verdict};
 use crate::id::{ConnId, NodeId};
+use crate::protocol::{builtin, TopicId, Verdict};
 use crate::store::{AddrEntry, Store};
 use crate::time::{Duration, Instant};
 use crate::wire::{PeerAddr, RefuseReason, RequestBody, ResponseBody};

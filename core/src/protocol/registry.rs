@@ -47,7 +47,10 @@ impl Registry {
     }
 
     pub fn protocol(&self, id: ProtocolId) -> Option<(&ProtocolSpec, Served)> {
-        let i = self.protocols.binary_search_by_key(&id, |(s, _)| s.id).ok()?;
+        let i = self
+            .protocols
+            .binary_search_by_key(&id, |(s, _)| s.id)
+            .ok()?;
         let (s, served) = &self.protocols[i];
         Some((s, *served))
     }

@@ -226,7 +226,8 @@ pub enum RefuseReason {
     BadRequest,
     /// The responder could not serve it (a storage failure, shutting down).
     Unavailable,
-    /// A refusal defined by the application's protocol.
+    /// A refusal defined by the application's protocol: codes `0..=64535` (larger ones
+    /// arrive as 64535).
     App(u16),
     Other(u16),
 }
@@ -244,6 +245,8 @@ impl RefuseReason {
             RefuseReason::BadRequest => 5,
             RefuseReason::Unavailable => 6,
             RefuseReason::App(c) => APP_REFUSE_BASE.saturating_add(c),
+            // 0 is the success status on the wire.
+            RefuseReason::Other(0) => u16::MAX,
             RefuseReason::Other(c) => c,
         }
     }
@@ -425,7 +428,10 @@ pub enum Decoded<M = Message> {
     UnknownKind(u32),
     /// A `Hello` of a version before 2, which cannot be decoded as ours: the peer is told
     /// to upgrade.
-    OldHello { version: u16, min_version: u16 },
+    OldHello {
+        version: u16,
+        min_version: u16,
+    },
 }
 
 /// A payload that cannot be decoded: a protocol error by the sender.
@@ -785,7 +791,6 @@ pub(crate) fn ser<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Vec<u8> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -938,7 +943,17 @@ mod tests {
             }))
         };
         let mut bodies: Vec<Vec<u8>> = Vec::new();
-        for nonce in [0, 1, 127, 128, 300, 1 << 35, (1 << 63) - 1, 1 << 63, u64::MAX] {
+        for nonce in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            1 << 35,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX,
+        ] {
             bodies.push(postcard::to_allocvec(&nonce).unwrap());
         }
         bodies.push(Vec::new());

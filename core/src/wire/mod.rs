@@ -12,7 +12,6 @@ pub mod message;
 pub use frame::{encode_frame, FrameDecoder, FrameError};
 pub use message::{
     Decoded, Goodbye, GoodbyeReason, Hello, Message, MessageKind, MessageRef, PeerAddr,
-    RefuseReason, APP_REFUSE_BASE,
-    RequestBody, ResponseBody, WireError, MAGIC, MAX_USER_AGENT, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    RefuseReason, RequestBody, ResponseBody, WireError, APP_REFUSE_BASE, MAGIC, MAX_USER_AGENT,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };

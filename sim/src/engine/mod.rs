@@ -814,7 +814,7 @@ impl<M: NodeModel> Sim<M> {
             let from = end.node as usize;
             end.reasm.feed(bytes, |frame, info| {
                 let drop = net.drops(info.kind, side, from);
-                if matches!(info.kind, Kind::Ping | Kind::Pong) {
+                if info.nonce.is_some() {
                     seen.push((info, drop));
                 }
                 if drop {
@@ -823,7 +823,8 @@ impl<M: NodeModel> Sim<M> {
                 }
                 pipe.buf.push(frame);
                 pipe.pushed += frame.len() as u64;
-                // Only pings and pongs are watched on arrival; other frames need no record.
+                // Only pings, pongs, requests and responses are watched on arrival; other
+                // frames need no record.
                 if info.nonce.is_some() {
                     pipe.frames.push_back(FrameMeta {
                         end_offset: pipe.pushed,
@@ -881,6 +882,18 @@ impl<M: NodeModel> Sim<M> {
     fn observe_sent(&mut self, c: u32, d: usize, info: FrameInfo, now: Micros) {
         let Some(nonce) = info.nonce else { return };
         match info.kind {
+            Kind::Response => {
+                // Request ids count per connection, so a reply sent on the wrong connection
+                // shows as a reply to nothing received on this one.
+                let end = &mut self.conns[c as usize].ends[d];
+                if end.reqs_in.take_first(|&x| x == nonce).is_none() {
+                    let n = end.node;
+                    self.violation(
+                        "response_on_wrong_connection",
+                        format!("n{n} sent a response with id {nonce} on connection {c}, where no request with that id arrived"),
+                    );
+                }
+            }
             Kind::Ping => {
                 self.conns[c as usize].ends[d].pings_out.push((nonce, now));
                 if d == 0 {
@@ -1062,6 +1075,7 @@ impl<M: NodeModel> Sim<M> {
     fn observe_received(&mut self, c: u32, r: usize, info: FrameInfo, now: Micros) {
         let Some(nonce) = info.nonce else { return };
         match info.kind {
+            Kind::Request => self.conns[c as usize].ends[r].reqs_in.push(nonce),
             Kind::Ping => {
                 self.conns[c as usize].ends[r].pings_in.push(nonce);
                 self.ping_checks.push_back((
@@ -1098,6 +1112,7 @@ impl<M: NodeModel> Sim<M> {
         }
         end.state = EndState::Closed;
         end.pings_in.clear();
+        end.reqs_in.clear();
         let stats = if d == 0 {
             &mut self.pings_outbound
         } else {

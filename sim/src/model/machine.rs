@@ -10,12 +10,14 @@
 //! producers get `Config::produce_blocks`. The model logs every tip it reaches
 //! ([`NodeModel::tip_log`]) for the same-tip check and the sync figures.
 
+use crate::model::app::SimApp;
 use crate::model::{
     CloseKind, Hop, ModelAction, ModelConn, ModelCounters, ModelEvent, NodeModel, NodeSpec,
     TipChange,
 };
 use crate::time::Micros;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use timed_core::{
     Action, Block, Config, ConnId, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId,
     PeerMachine, QueryId, RequestBody, Store, Tx,
@@ -67,6 +69,7 @@ pub struct Machine {
     /// Virtual time of the input being handled (actions are drained right after it).
     now: Micros,
     tips: Vec<TipChange>,
+    app: Option<Arc<dyn SimApp>>,
 }
 
 /// What survives a crash: the store, and the counters and tip log the simulator reports.
@@ -123,6 +126,10 @@ impl NodeModel for Machine {
         if let Some(every) = chain.and_then(|c| c.produce_every(spec.index)) {
             cfg.produce_blocks = Some(d(every));
         }
+        let app = spec.tuning.app.clone();
+        if let Some(a) = &app {
+            a.configure(&mut cfg);
+        }
         let max_send_queue = cfg.max_send_queue;
         let (store, carried, mut tips) = match persisted {
             Some(p) => (p.store, p.counters, p.tips),
@@ -151,6 +158,7 @@ impl NodeModel for Machine {
             carried,
             now,
             tips,
+            app,
         })
     }
 
@@ -256,6 +264,17 @@ impl NodeModel for Machine {
                     id: id.0,
                     ok: result.is_ok(),
                 },
+                NodeEvent::RequestDone { id, result, .. } => ModelEvent::QueryDone {
+                    id: id.0,
+                    ok: result.is_ok(),
+                },
+                e @ (NodeEvent::InboundRequest { .. } | NodeEvent::GossipReceived { .. }) => {
+                    if let Some(app) = self.app.clone() {
+                        let at = Instant(self.now + self.offset);
+                        app.on_event(&mut self.m, at, &e);
+                    }
+                    ModelEvent::Note(format!("{e:?}"))
+                }
                 NodeEvent::BlocksApplied { to, tip, .. } => {
                     self.tips.push(TipChange {
                         at: self.now,
@@ -287,7 +306,10 @@ impl NodeModel for Machine {
 
     fn query(&mut self, now: Micros, peer: [u8; 32]) -> Option<u64> {
         let at = self.at(now);
-        let QueryId(id) = self.m.query(at, NodeId(peer), RequestBody::Tip);
+        let QueryId(id) = match self.app.clone() {
+            Some(app) => app.query(&mut self.m, at, NodeId(peer)),
+            None => self.m.query(at, NodeId(peer), RequestBody::Tip),
+        };
         Some(id)
     }
 

@@ -7,6 +7,8 @@
 //! so their figures compare directly.
 
 #[cfg(feature = "machine")]
+pub mod app;
+#[cfg(feature = "machine")]
 pub mod machine;
 
 use crate::time::Micros;

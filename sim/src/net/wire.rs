@@ -91,7 +91,8 @@ impl Kind {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FrameInfo {
     pub kind: Kind,
-    /// The nonce of a ping or pong.
+    /// The nonce of a ping or pong, or the id of a request or response (per connection and
+    /// direction: a response carries the id of a request that arrived on its connection).
     pub nonce: Option<u64>,
 }
 
@@ -130,7 +131,9 @@ pub fn classify(payload: &[u8]) -> FrameInfo {
     };
     let kind = Kind::from_wire(k);
     let nonce = match kind {
-        Kind::Ping | Kind::Pong => read_varint(&payload[n..]).map(|(v, _)| v),
+        Kind::Ping | Kind::Pong | Kind::Request | Kind::Response => {
+            read_varint(&payload[n..]).map(|(v, _)| v)
+        }
         _ => None,
     };
     FrameInfo { kind, nonce }

@@ -113,6 +113,16 @@ pub(super) fn churn(opts: &Options, seed: u64) -> Scenario {
     faulty(nodes, duration, plan, NetParams::default())
 }
 
+/// `chaos` with an application on every node (`model::app::DemoApp`): its registry
+/// requests every 10 s per node (some answered, some refused, some never answered) and its
+/// votes, under the same faults.
+pub(super) fn app_chaos(opts: &Options, seed: u64) -> Scenario {
+    let mut s = chaos(opts, seed);
+    s.tuning.app = Some(std::sync::Arc::new(crate::model::app::DemoApp));
+    s.query_every = Some(10 * crate::time::SEC);
+    s
+}
+
 pub(super) fn chaos(opts: &Options, seed: u64) -> Scenario {
     let n = opts.nodes.unwrap_or(6).max(3);
     let duration = opts.duration.unwrap_or(30 * MIN);

@@ -69,6 +69,13 @@ pub const CATALOG: &[Entry] = &[
         build: faulty::chaos,
     },
     Entry {
+        name: "app-chaos",
+        about: "chaos with an application on every node: its own request protocol (answered, refused, never answered) and a vote topic; every request ends once, every reply on its request's connection",
+        default_nodes: 6,
+        default_duration: 30 * crate::time::MIN,
+        build: faulty::app_chaos,
+    },
+    Entry {
         name: "sync-from-zero",
         about: "a producer at height 10,000 and 5 fresh nodes (height 0), fully connected: all reach its tip; reports virtual blocks/s",
         default_nodes: 6,
@@ -127,6 +134,10 @@ pub struct Tuning {
     /// the tuning because that is what every node is handed at boot; set it with
     /// [`Scenario::set_chain`], which keeps [`Scenario::chain`] in step.
     pub chain: Option<std::sync::Arc<ChainSpec>>,
+    /// The application every node runs beside the core's own protocols (its protocols,
+    /// topics, answers and verdicts), if any.
+    #[cfg(feature = "machine")]
+    pub app: Option<std::sync::Arc<dyn crate::model::app::SimApp>>,
 }
 
 #[derive(Clone, Debug)]
@@ -168,6 +179,8 @@ impl Default for Tuning {
                 reply_key: ReplyKey::PeerSocketAddr,
             },
             chain: None,
+            #[cfg(feature = "machine")]
+            app: None,
         }
     }
 }
