@@ -1,45 +1,132 @@
-//! Arbitrary operation sequences on a 2-node `Switchboard` (plus an address nobody listens
+//! Arbitrary operation sequences on a 3-node `Switchboard` (plus an address nobody listens
 //! on): dials (self, each other, simultaneous, to nowhere), cuts and heals, crashes and
-//! restarts with the store kept, raw bytes injected on any connection, time jumps, queries
-//! and transactions. Must never panic. After healing everything and a quiet settling period:
-//! every query ended exactly once, and the two nodes agree on whether they are peers, over
-//! one connection whose two conn ids are the two ends of one link.
+//! restarts with the store kept, clean shutdowns, raw bytes injected on any connection, time
+//! jumps, queries and transactions — and the application protocols: every node but at most one
+//! declares a request/response protocol and a validated gossip topic (small limits), and ops
+//! send requests on it (or on a built-in or undeclared protocol), answer or refuse the
+//! requests a node was handed (the rest are never answered, so the answer deadline refuses
+//! them), publish, and give verdicts (accept, reject, ignore) on gossip.
+//!
+//! Must never panic. Throughout: every `QueryDone` / `RequestDone` answers an id the node's
+//! current incarnation returned from `query` / `request` (on the same protocol), once; a
+//! request on an undeclared protocol ends at once; an inbound request answered once cannot be
+//! answered again, a message judged once cannot be judged again; `publish` fails exactly when
+//! the topic is undeclared or the message too large; `inbound_waiting()` stays within the
+//! protocol's inbound in-flight limit per connection and `gossip_pending()` within the topic's
+//! `max_pending`.
+//!
+//! After healing everything and a quiet settling period: every query and request ended, each
+//! pair of nodes agrees on whether they are peers, over one connection whose two conn ids are
+//! the two ends of one link, a pair where either side has the other as a persistent peer is
+//! connected, and every settled link carries traffic (the dialer's pings are answered over the
+//! next two ping intervals, on the same connection).
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use timed_core::protocol::{builtin, ProtocolId, ProtocolSpec, TopicId, TopicSpec};
 use timed_core::testing::Switchboard;
-use timed_core::wire::RequestBody;
+use timed_core::wire::{RefuseReason, RequestBody};
 use timed_core::{
-    Action, Config, ConnId, Duration, MemStore, Network, NodeEvent, NodeId, PeerMachine, QueryId,
-    Tx,
+    Action, Config, ConnId, Direction, Duration, GossipId, HandleError, InboundId, MemStore,
+    Network, NodeEvent, NodeId, PeerMachine, PublishError, QueryError, QueryId, Tx, Verdict,
 };
 
-const N: usize = 2;
+const N: usize = 3;
+
+const APP: ProtocolId = ProtocolId(1000);
+const APP_MAX_REQUEST: usize = 16;
+const APP_MAX_RESPONSE: usize = 32;
+const APP_MAX_INBOUND: usize = 2;
+const TOPIC: TopicId = TopicId(1000);
+const TOPIC_MAX: usize = 24;
+const TOPIC_MAX_PENDING: usize = 3;
+const NO_PROTOCOL: ProtocolId = ProtocolId(4242);
+const NO_TOPIC: TopicId = TopicId(4242);
+
+fn app_protocol() -> ProtocolSpec {
+    ProtocolSpec::new(APP, "fuzz/echo/1")
+        .with_max_request_bytes(APP_MAX_REQUEST as u32)
+        .with_max_response_bytes(APP_MAX_RESPONSE as u32)
+        .with_in_flight(3, APP_MAX_INBOUND as u16)
+        .with_timeout(Duration::from_secs(4))
+}
+
+fn app_topic() -> TopicSpec {
+    TopicSpec {
+        seen_capacity: 16,
+        max_pending: TOPIC_MAX_PENDING,
+        validation_timeout: Duration::from_secs(2),
+        ..TopicSpec::new(TOPIC, "fuzz/votes/1")
+            .with_max_message_bytes(TOPIC_MAX as u32)
+            .with_rate(10, 20)
+    }
+}
 
 #[derive(Debug, Arbitrary)]
 enum Op {
     Dial(u8, u8),
-    DialBoth,
-    Cut,
-    Heal,
+    /// Both nodes of a pair dial each other at once (a simultaneous open).
+    DialPair(u8, u8),
+    Cut(u8, u8),
+    Heal(u8, u8),
     Crash(u8),
     Restart(u8),
-    Inject { node: u8, pick: u8, bytes: Vec<u8> },
+    Inject {
+        node: u8,
+        pick: u8,
+        bytes: Vec<u8>,
+    },
     Run(u32),
-    Query { node: u8, target: u8, kind: u8 },
+    Query {
+        node: u8,
+        target: u8,
+        kind: u8,
+    },
     Tx(u8, Vec<u8>),
     Shutdown(u8),
+    /// `request` from `node` to `target` (any node, itself, or an unknown id) on the declared
+    /// protocol, a built-in one, or one nobody declares; `len` (mod 40) bytes.
+    Request {
+        node: u8,
+        target: u8,
+        proto: u8,
+        len: u8,
+    },
+    /// `node` answers the `pick`-th inbound request its incarnation was handed (answered or
+    /// not): `len` (mod 40) bytes, sometimes over the response limit, or a refusal. Requests
+    /// no op picks are never answered.
+    Respond {
+        node: u8,
+        pick: u8,
+        len: u8,
+        refuse: Option<u16>,
+    },
+    Publish {
+        node: u8,
+        topic: u8,
+        len: u8,
+        fill: u8,
+    },
+    /// `node` judges the `pick`-th gossip message its incarnation was handed.
+    Validate {
+        node: u8,
+        pick: u8,
+        verdict: u8,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
 struct Script {
     seed: u64,
-    persistent: [bool; 2],
+    /// Bit `j` of entry `i`: node `i` has node `j` as a persistent peer.
+    persistent: [u8; N],
     loopback: bool,
     split: Option<u64>,
+    /// `Some(k)`: node `k % N` declares no application protocol or topic.
+    plain: Option<u8>,
     ops: Vec<Op>,
 }
 
@@ -55,18 +142,42 @@ fn id(i: usize) -> NodeId {
     NodeId([0x10 + i as u8; 32])
 }
 
+/// What one incarnation of a node was told and handed.
+#[derive(Default)]
+struct Life {
+    queries: BTreeSet<QueryId>,
+    requests: BTreeMap<QueryId, ProtocolId>,
+    done: BTreeSet<QueryId>,
+    /// Where this incarnation's events begin in the switchboard's log, and how far they
+    /// have been checked.
+    events_from: usize,
+    cursor: usize,
+    log_from: usize,
+    /// Inbound requests handed over, in order, and how many times each is still owed an
+    /// answer (handed minus answered).
+    inbound: Vec<InboundId>,
+    owed: BTreeMap<InboundId, usize>,
+    gossip: Vec<GossipId>,
+    judged: BTreeSet<GossipId>,
+}
+
 struct World {
     s: Script,
     net: Switchboard,
     stores: Vec<Option<MemStore>>,
     restarts: Vec<u64>,
-    /// Per node: queries returned by the current incarnation, and where its events begin.
-    queries: Vec<Vec<QueryId>>,
-    events_from: Vec<usize>,
-    log_from: Vec<usize>,
+    lives: Vec<Life>,
 }
 
 impl World {
+    fn persists(&self, i: usize, j: usize) -> bool {
+        i != j && self.s.persistent[i] & (1 << j) != 0
+    }
+
+    fn plain(&self, i: usize) -> bool {
+        self.s.plain.is_some_and(|k| usize::from(k) % N == i)
+    }
+
     fn config(&self, i: usize) -> Config {
         let mut c = Config::new(
             Network::Devnet,
@@ -74,12 +185,18 @@ impl World {
             self.s.seed ^ (i as u64) << 40 ^ self.restarts[i],
         );
         c.listen_port = Some(addr(self.s.loopback, i).port());
-        if self.s.persistent[i] {
-            c.persistent_peers.push(addr(self.s.loopback, 1 - i));
+        for j in 0..N {
+            if self.persists(i, j) {
+                c.persistent_peers.push(addr(self.s.loopback, j));
+            }
         }
         c.ban_duration = Duration::from_secs(30);
         // Short backoff so the settling period (and each run) stays short.
         c.backoff_max = Duration::from_secs(20);
+        if !self.plain(i) {
+            c.protocols.push(app_protocol());
+            c.topics.push(app_topic());
+        }
         c
     }
 
@@ -88,9 +205,9 @@ impl World {
     }
 
     fn crash(&mut self, i: usize) {
+        self.scan(i);
         if let Some(store) = self.net.crash(i) {
             self.stores[i] = Some(store);
-            self.check_queries(i, false);
             self.net.run_for(Duration::from_millis(5));
         }
     }
@@ -100,32 +217,92 @@ impl World {
             self.restarts[i] += 1;
             let m = PeerMachine::new(self.config(i), store, self.net.now()).expect("config");
             self.net.restart(i, m);
-            self.queries[i].clear();
-            self.events_from[i] = self.net.events(i).len();
-            self.log_from[i] = self.net.action_log(i).len();
+            self.lives[i] = Life {
+                events_from: self.net.events(i).len(),
+                cursor: self.net.events(i).len(),
+                log_from: self.net.action_log(i).len(),
+                ..Life::default()
+            };
             self.net.drain(i);
         }
     }
 
-    /// Each QueryDone answers a returned id, once; when `all`, every returned id has ended.
-    fn check_queries(&self, i: usize, all: bool) {
-        let mut done: BTreeMap<QueryId, usize> = BTreeMap::new();
-        for (_, e) in &self.net.events(i)[self.events_from[i]..] {
-            if let NodeEvent::QueryDone { id, .. } = e {
-                *done.entry(*id).or_default() += 1;
+    /// Checks the events node `i` emitted since the last scan: each `QueryDone` and
+    /// `RequestDone` answers an id its incarnation returned, once.
+    fn scan(&mut self, i: usize) {
+        let events = self.net.events(i);
+        let life = &mut self.lives[i];
+        for (_, e) in &events[life.cursor..] {
+            match e {
+                NodeEvent::QueryDone { id, .. } => {
+                    assert!(
+                        life.queries.contains(id),
+                        "node {i}: QueryDone for {id} never returned"
+                    );
+                    assert!(life.done.insert(*id), "node {i}: {id} ended twice");
+                }
+                NodeEvent::RequestDone { id, protocol, .. } => {
+                    let asked = life.requests.get(id).unwrap_or_else(|| {
+                        panic!("node {i}: RequestDone for {id} never returned by request()")
+                    });
+                    assert_eq!(asked, protocol, "node {i}: {id} ended on another protocol");
+                    assert!(life.done.insert(*id), "node {i}: {id} ended twice");
+                }
+                NodeEvent::InboundRequest {
+                    id: rid,
+                    protocol,
+                    payload,
+                    ..
+                } => {
+                    assert_eq!(*protocol, APP);
+                    assert!(payload.len() <= APP_MAX_REQUEST);
+                    life.inbound.push(*rid);
+                    *life.owed.entry(*rid).or_default() += 1;
+                }
+                NodeEvent::GossipReceived {
+                    id: gid,
+                    topic,
+                    payload,
+                    ..
+                } => {
+                    assert_eq!(*topic, TOPIC);
+                    assert!(payload.len() <= TOPIC_MAX);
+                    life.gossip.push(*gid);
+                }
+                _ => {}
             }
         }
-        for (q, n) in &done {
-            assert!(
-                self.queries[i].contains(q),
-                "node {i}: QueryDone for {q} never returned"
-            );
-            assert_eq!(*n, 1, "node {i}: {q} ended {n} times");
+        life.cursor = events.len();
+    }
+
+    /// Every id the current incarnation of node `i` returned has ended.
+    fn all_ended(&self, i: usize) {
+        let life = &self.lives[i];
+        for q in life.queries.iter().chain(life.requests.keys()) {
+            assert!(life.done.contains(q), "node {i}: {q} never ended");
         }
-        if all {
-            for q in &self.queries[i] {
-                assert!(done.contains_key(q), "node {i}: {q} never ended");
-            }
+    }
+
+    /// The bounded tables stay within their bounds.
+    fn check_bounds(&mut self, i: usize) {
+        if !self.alive(i) {
+            return;
+        }
+        let plain = self.plain(i);
+        let m = self.net.machine(i);
+        let conns = m.status().connections;
+        let waiting = m.inbound_waiting();
+        let pending = m.gossip_pending();
+        assert!(
+            waiting <= APP_MAX_INBOUND * conns,
+            "node {i}: {waiting} inbound requests waiting on {conns} connections"
+        );
+        assert!(
+            pending <= TOPIC_MAX_PENDING,
+            "node {i}: {pending} gossip messages pending"
+        );
+        if plain {
+            assert_eq!((waiting, pending), (0, 0), "node {i} declares nothing");
         }
     }
 
@@ -138,13 +315,22 @@ impl World {
             .iter()
             .map(|p| p.conn)
             .collect();
-        for (_, a) in &self.net.action_log(i)[self.log_from[i]..] {
+        for (_, a) in &self.net.action_log(i)[self.lives[i].log_from..] {
             if let Action::Send { conn, .. } | Action::Dial { conn, .. } = a {
                 conns.push(*conn);
             }
         }
         conns.dedup();
         (!conns.is_empty()).then(|| conns[usize::from(pick) % conns.len()])
+    }
+
+    fn target(&self, target: u8) -> NodeId {
+        let t = usize::from(target) % (N + 2);
+        if t <= N {
+            id(t) // id(N): a node that does not exist
+        } else {
+            NodeId([target; 32])
+        }
     }
 
     fn apply(&mut self, op: Op) {
@@ -160,18 +346,19 @@ impl World {
                     self.net.drain(a);
                 }
             }
-            Op::DialBoth => {
-                for a in 0..N {
-                    if self.alive(a) {
-                        self.net.machine(a).dial(now, addr(lb, 1 - a));
+            Op::DialPair(a, b) => {
+                let (a, b) = (usize::from(a) % N, usize::from(b) % N);
+                for (x, y) in [(a, b), (b, a)] {
+                    if self.alive(x) {
+                        self.net.machine(x).dial(now, addr(lb, y));
                     }
                 }
-                for a in 0..N {
-                    self.net.drain(a);
+                for x in [a, b] {
+                    self.net.drain(x);
                 }
             }
-            Op::Cut => self.net.cut(0, 1),
-            Op::Heal => self.net.heal(0, 1),
+            Op::Cut(a, b) => self.net.cut(usize::from(a) % N, usize::from(b) % N),
+            Op::Heal(a, b) => self.net.heal(usize::from(a) % N, usize::from(b) % N),
             Op::Crash(a) => self.crash(usize::from(a) % N),
             Op::Restart(a) => self.restart(usize::from(a) % N),
             Op::Inject { node, pick, bytes } => {
@@ -189,11 +376,7 @@ impl World {
             Op::Query { node, target, kind } => {
                 let node = usize::from(node) % N;
                 if self.alive(node) {
-                    let peer = if usize::from(target) < N + 1 {
-                        id(usize::from(target))
-                    } else {
-                        NodeId([target; 32])
-                    };
+                    let peer = self.target(target);
                     let body = match kind % 4 {
                         0 => RequestBody::Tip,
                         1 => RequestBody::HashAt {
@@ -206,7 +389,11 @@ impl World {
                         _ => RequestBody::Peers,
                     };
                     let q = self.net.machine(node).query(now, peer, body);
-                    self.queries[node].push(q);
+                    let life = &mut self.lives[node];
+                    assert!(
+                        !life.requests.contains_key(&q) && life.queries.insert(q),
+                        "node {node}: query() returned {q} twice"
+                    );
                     self.net.drain(node);
                 }
             }
@@ -227,7 +414,143 @@ impl World {
                     self.crash(node);
                 }
             }
+            Op::Request {
+                node,
+                target,
+                proto,
+                len,
+            } => {
+                let node = usize::from(node) % N;
+                if self.alive(node) {
+                    let peer = self.target(target);
+                    let (protocol, payload) = match proto % 4 {
+                        0 | 1 => (APP, vec![proto; usize::from(len % 40)]),
+                        2 => (builtin::TIP, Vec::new()),
+                        _ => (NO_PROTOCOL, vec![proto; usize::from(len % 40)]),
+                    };
+                    let q = self.net.machine(node).request(now, peer, protocol, payload);
+                    let life = &mut self.lives[node];
+                    assert!(
+                        !life.queries.contains(&q) && life.requests.insert(q, protocol).is_none(),
+                        "node {node}: request() returned {q} twice"
+                    );
+                    self.net.drain(node);
+                    self.scan(node);
+                    let undeclared = protocol == NO_PROTOCOL || (protocol == APP && self.plain(node));
+                    if undeclared {
+                        assert!(
+                            self.lives[node].done.contains(&q),
+                            "node {node}: a request on an undeclared protocol is pending"
+                        );
+                        let from = self.lives[node].events_from;
+                        let result = self.net.events(node)[from..].iter().find_map(|(_, e)| match e {
+                            NodeEvent::RequestDone { id, result, .. } if *id == q => {
+                                Some(result.clone())
+                            }
+                            _ => None,
+                        });
+                        assert!(
+                            matches!(
+                                result,
+                                Some(Err(QueryError::UnknownProtocol | QueryError::UnknownPeer))
+                            ),
+                            "node {node}: a request on an undeclared protocol ended with {result:?}"
+                        );
+                    }
+                }
+            }
+            Op::Respond {
+                node,
+                pick,
+                len,
+                refuse,
+            } => {
+                let node = usize::from(node) % N;
+                if !self.alive(node) || self.lives[node].inbound.is_empty() {
+                    return;
+                }
+                let life = &self.lives[node];
+                let rid = life.inbound[usize::from(pick) % life.inbound.len()];
+                let owed = life.owed.get(&rid).copied().unwrap_or(0);
+                // Refusal codes as they arrive off the wire: code 0 is the success status.
+                let result = match refuse {
+                    Some(code) => Err(RefuseReason::from_code(code.max(1))),
+                    None => Ok(vec![len; usize::from(len % 40)]),
+                };
+                let too_large = result.as_ref().is_ok_and(|b| b.len() > APP_MAX_RESPONSE);
+                let got = self.net.machine(node).respond(now, rid, result);
+                match got {
+                    Err(HandleError::Unknown) => {}
+                    Ok(()) | Err(HandleError::TooLarge) => {
+                        assert!(owed > 0, "node {node}: {rid:?} answered twice");
+                        assert_eq!(got.is_err(), too_large, "node {node}: respond -> {got:?}");
+                        *self.lives[node].owed.entry(rid).or_default() -= 1;
+                    }
+                }
+                self.net.drain(node);
+            }
+            Op::Publish {
+                node,
+                topic,
+                len,
+                fill,
+            } => {
+                let node = usize::from(node) % N;
+                if !self.alive(node) {
+                    return;
+                }
+                let topic = if topic % 4 == 3 { NO_TOPIC } else { TOPIC };
+                let payload = vec![fill % 4; usize::from(len % 40)];
+                let big = payload.len() > TOPIC_MAX;
+                let undeclared = topic == NO_TOPIC || self.plain(node);
+                let got = self.net.machine(node).publish(now, topic, payload);
+                match got {
+                    Err(PublishError::UnknownTopic) => assert!(undeclared),
+                    Err(PublishError::TooLarge) => assert!(big && !undeclared),
+                    Err(PublishError::ShuttingDown) => {
+                        assert!(self.net.machine(node).is_stopped())
+                    }
+                    Ok(_) | Err(PublishError::Duplicate) => {
+                        assert!(!big && !undeclared, "node {node}: publish -> {got:?}")
+                    }
+                }
+                self.net.drain(node);
+            }
+            Op::Validate {
+                node,
+                pick,
+                verdict,
+            } => {
+                let node = usize::from(node) % N;
+                if !self.alive(node) || self.lives[node].gossip.is_empty() {
+                    return;
+                }
+                let life = &self.lives[node];
+                let gid = life.gossip[usize::from(pick) % life.gossip.len()];
+                let judged = life.judged.contains(&gid);
+                let verdict =
+                    [Verdict::Accept, Verdict::Reject, Verdict::Ignore][usize::from(verdict % 3)];
+                let got = self.net.machine(node).validate(now, gid, verdict);
+                if judged {
+                    assert_eq!(got, Err(HandleError::Unknown), "node {node}: {gid:?} judged twice");
+                }
+                if got.is_ok() {
+                    self.lives[node].judged.insert(gid);
+                }
+                self.net.drain(node);
+            }
         }
+    }
+
+    /// Node `i`'s view of node `j`, if they are peers.
+    fn peer(&mut self, i: usize, j: usize) -> Vec<timed_core::PeerStatus> {
+        self.net
+            .machine(i)
+            .status()
+            .peers
+            .into_iter()
+            .filter(|p| p.node_id == id(j))
+            .collect()
     }
 }
 
@@ -239,11 +562,9 @@ fuzz_target!(|data: &[u8]| {
     let mut w = World {
         s,
         net: Switchboard::new(),
-        stores: vec![None, None],
-        restarts: vec![0, 0],
-        queries: vec![Vec::new(), Vec::new()],
-        events_from: vec![0, 0],
-        log_from: vec![0, 0],
+        stores: (0..N).map(|_| None).collect(),
+        restarts: vec![0; N],
+        lives: (0..N).map(|_| Life::default()).collect(),
     };
     if let Some(seed) = split {
         w.net.split_writes(seed);
@@ -256,52 +577,75 @@ fuzz_target!(|data: &[u8]| {
     let ops = std::mem::take(&mut w.s.ops);
     for op in ops.into_iter().take(48) {
         w.apply(op);
+        for i in 0..N {
+            w.scan(i);
+            w.check_bounds(i);
+        }
     }
-    // Settle: no faults, everyone up, long enough for bans, backoff and ping timeouts.
-    w.net.heal(0, 1);
+    // Settle: no faults, everyone up, long enough for bans, backoff, ping timeouts, answer
+    // deadlines and request timeouts.
+    for a in 0..N {
+        for b in 0..N {
+            w.net.heal(a, b);
+        }
+    }
     for i in 0..N {
         w.restart(i);
     }
     // ping_timeout 90 s + ban 30 s + backoff_max 20 s (+25 %) + handshake and probe.
     w.net.run_for(Duration::from_secs(200));
     for i in 0..N {
-        w.check_queries(i, true);
+        w.scan(i);
+        w.check_bounds(i);
+        w.all_ended(i);
     }
-    let p0: Vec<_> = w
-        .net
-        .machine(0)
-        .status()
-        .peers
-        .into_iter()
-        .filter(|p| p.node_id == id(1))
-        .collect();
-    let p1: Vec<_> = w
-        .net
-        .machine(1)
-        .status()
-        .peers
-        .into_iter()
-        .filter(|p| p.node_id == id(0))
-        .collect();
-    assert!(p0.len() <= 1 && p1.len() <= 1);
-    assert_eq!(
-        p0.len(),
-        p1.len(),
-        "the nodes disagree on being peers: {p0:?} vs {p1:?}"
-    );
-    if let (Some(a), Some(b)) = (p0.first(), p1.first()) {
+    let mut links = Vec::new();
+    for a in 0..N {
+        for b in a + 1..N {
+            let pa = w.peer(a, b);
+            let pb = w.peer(b, a);
+            assert!(pa.len() <= 1 && pb.len() <= 1);
+            assert_eq!(
+                pa.len(),
+                pb.len(),
+                "nodes {a} and {b} disagree on being peers: {pa:?} vs {pb:?}"
+            );
+            if let (Some(x), Some(y)) = (pa.first(), pb.first()) {
+                assert_eq!(
+                    w.net.remote_end(a, x.conn),
+                    Some((b, y.conn)),
+                    "nodes {a} and {b}: not the two ends of one link"
+                );
+                assert_ne!(x.direction, y.direction);
+                let (dialer, other, st) = if x.direction == Direction::Outbound {
+                    (a, b, x)
+                } else {
+                    (b, a, y)
+                };
+                links.push((dialer, other, st.conn, st.pongs_received));
+            }
+            if w.persists(a, b) || w.persists(b, a) {
+                assert_eq!(
+                    pa.len(),
+                    1,
+                    "nodes {a} and {b}: a persistent pair is not connected after settling"
+                );
+            }
+        }
+    }
+    // A settled link carries traffic: the dialer pings every interval and hears pongs.
+    w.net.run_for(Duration::from_secs(65));
+    for (dialer, other, conn, pongs) in links {
+        let now = w.peer(dialer, other);
         assert_eq!(
-            w.net.remote_end(0, a.conn),
-            Some((1, b.conn)),
-            "not the two ends of one link"
+            now.first().map(|p| p.conn),
+            Some(conn),
+            "node {dialer}: the settled link to {other} went away: {now:?}"
         );
-        assert_ne!(a.direction, b.direction);
-    }
-    if w.s.persistent.iter().any(|p| *p) {
-        assert_eq!(
-            p0.len(),
-            1,
-            "a persistent pair is not connected after settling"
+        assert!(
+            now[0].pongs_received > pongs,
+            "node {dialer}: no pong from {other} in two ping intervals on a settled link: {:?}",
+            now[0]
         );
     }
 });

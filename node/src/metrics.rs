@@ -351,53 +351,62 @@ fn protocols(o: &mut Out, stats: &BTreeMap<ProtocolId, ProtocolStats>) {
     }
 }
 
+/// A per-topic counter family: the word in its name, its help, and its field.
+type TopicFamily = (&'static str, &'static str, fn(&TopicStats) -> u64);
+
 /// Per gossip topic, one series per declared topic (never per peer).
 fn topics(o: &mut Out, stats: &BTreeMap<TopicId, TopicStats>) {
     let names = series_names(stats.iter().map(|(id, s)| (*id, s.name)), |t| t.0);
-    let families: [(&str, &str, fn(&TopicStats) -> u64); 9] = [
-        ("published", "Messages we published.", |s| s.published),
+    let families: [TopicFamily; 9] = [
+        (
+            "published",
+            "Gossip messages we published, per topic.",
+            |s| s.published,
+        ),
         (
             "received",
-            "New messages received from peers (duplicates not counted).",
+            "New gossip messages received from peers, per topic (duplicates not counted).",
             |s| s.received,
         ),
         (
             "accepted",
-            "Received messages validated as good (forwarded).",
+            "Received gossip messages validated as good (forwarded), per topic.",
             |s| s.accepted,
         ),
         (
             "rejected",
-            "Received messages validated as bad (sender disconnected and banned).",
+            "Received gossip messages validated as bad (sender banned), per topic.",
             |s| s.rejected,
         ),
         (
             "ignored",
-            "Received messages not worth forwarding, not the sender's fault.",
+            "Received gossip messages not worth forwarding (not the sender's fault), per topic.",
             |s| s.ignored,
         ),
         (
             "expired",
-            "Received messages dropped unjudged (too many pending, or validation timed out).",
+            "Received gossip messages dropped unjudged (too many pending, or too slow), per topic.",
             |s| s.expired,
         ),
-        ("duplicates", "Messages received again, dropped.", |s| {
-            s.duplicates
-        }),
+        (
+            "duplicates",
+            "Gossip messages received again and dropped, per topic.",
+            |s| s.duplicates,
+        ),
         (
             "rate_limited",
-            "Messages dropped because their sender was over the topic's rate.",
+            "Gossip messages dropped because their sender was over the rate, per topic.",
             |s| s.rate_limited,
         ),
         (
             "sent",
-            "Copies sent to peers (published and forwarded).",
+            "Gossip copies sent to peers (published and forwarded), per topic.",
             |s| s.sent,
         ),
     ];
     for (what, help, get) in families {
         let name = format!("timed_topic_{what}_total");
-        o.family(&name, "counter", &format!("Gossip per topic: {help}"));
+        o.family(&name, "counter", help);
         for (id, s) in stats {
             o.sample(&name, &format!("topic=\"{}\"", names[id]), get(s));
         }

@@ -91,6 +91,26 @@ pub fn run(
     trace: Option<Box<dyn Write>>,
     timeline: bool,
 ) -> Result<Outcome, SimError> {
+    let sc = build(spec)?;
+    run_scenario(sc, spec, stop_on_violation, trace, timeline)
+}
+
+/// Runs a scenario of the catalog with `app` on every node in place of the scenario's own
+/// (the machine model): how an embedding application tests its protocols under the
+/// simulator's faults. Stops at the first violation.
+#[cfg(feature = "machine")]
+pub fn run_with_app(
+    spec: &RunSpec,
+    app: std::sync::Arc<dyn model::app::SimApp>,
+) -> Result<Summary, SimError> {
+    let mut sc = build(spec)?;
+    sc.tuning.app = Some(app);
+    let mut spec = spec.clone();
+    spec.model = "machine".into();
+    Ok(run_scenario(sc, &spec, None, None, false)?.summary)
+}
+
+fn build(spec: &RunSpec) -> Result<scenario::Scenario, SimError> {
     let entry = scenario::find(&spec.scenario).ok_or_else(|| SimError::UnknownScenario {
         name: spec.scenario.clone(),
         known: scenario::CATALOG
@@ -111,7 +131,16 @@ pub fn run(
         nodes: spec.nodes,
         duration: spec.duration,
     };
-    let sc = entry.build(&opts, spec.seed);
+    Ok(entry.build(&opts, spec.seed))
+}
+
+fn run_scenario(
+    sc: scenario::Scenario,
+    spec: &RunSpec,
+    stop_on_violation: Option<bool>,
+    trace: Option<Box<dyn Write>>,
+    timeline: bool,
+) -> Result<Outcome, SimError> {
     match ModelKind::parse(&spec.model)? {
         ModelKind::Legacy => Ok(run_model::<legacy::Legacy>(
             sc,

@@ -226,8 +226,8 @@ pub enum RefuseReason {
     BadRequest,
     /// The responder could not serve it (a storage failure, shutting down).
     Unavailable,
-    /// A refusal defined by the application's protocol: codes `0..=64535` (larger ones
-    /// arrive as 64535).
+    /// A refusal defined by the application's protocol: codes `0..=64534` (larger ones
+    /// arrive as 64534).
     App(u16),
     Other(u16),
 }
@@ -244,7 +244,14 @@ impl RefuseReason {
             RefuseReason::Unanswered => 4,
             RefuseReason::BadRequest => 5,
             RefuseReason::Unavailable => 6,
-            RefuseReason::App(c) => APP_REFUSE_BASE.saturating_add(c),
+            RefuseReason::App(c) => {
+                let c = APP_REFUSE_BASE as u32 + c as u32;
+                if c > u16::MAX as u32 - 1 {
+                    u16::MAX - 1
+                } else {
+                    c as u16
+                }
+            }
             // 0 is the success status on the wire.
             RefuseReason::Other(0) => u16::MAX,
             RefuseReason::Other(c) => c,
@@ -258,6 +265,7 @@ impl RefuseReason {
             4 => RefuseReason::Unanswered,
             5 => RefuseReason::BadRequest,
             6 => RefuseReason::Unavailable,
+            u16::MAX => RefuseReason::Other(0),
             c if c >= APP_REFUSE_BASE => RefuseReason::App(c - APP_REFUSE_BASE),
             c => RefuseReason::Other(c),
         }
@@ -906,7 +914,9 @@ mod tests {
             RefuseReason::Unavailable,
             RefuseReason::App(0),
             RefuseReason::App(42),
+            RefuseReason::App(64534),
             RefuseReason::Other(77),
+            RefuseReason::Other(0),
         ] {
             assert_eq!(RefuseReason::from_code(r.code()), r);
         }
