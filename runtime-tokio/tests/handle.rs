@@ -94,6 +94,8 @@ async fn silent_peer() -> (SocketAddr, NodeId) {
         best_height: 0,
         best_hash: NET.genesis_hash(),
         user_agent: "silent".into(),
+        protocols: timed_core::protocol::builtin::default_adverts().0,
+        topics: timed_core::protocol::builtin::default_adverts().1,
     })
     .to_frame();
     tokio::spawn(async move {

@@ -23,14 +23,16 @@ struct TimeCoinSim {
 
 impl TimeCoinSim {
     fn new() -> Self {
-        let mut state = TimeCoinState::default();
-        state.masternodes = (1..=5)
-            .map(|i| Masternode {
-                id: [i; 32],
-                collateral: 1000,
-                address: format!("10.0.0.{i}:24000"),
-            })
-            .collect();
+        let mut state = TimeCoinState {
+            masternodes: (1..=5)
+                .map(|i| Masternode {
+                    id: [i; 32],
+                    collateral: 1000,
+                    address: format!("10.0.0.{i}:24000"),
+                })
+                .collect(),
+            ..TimeCoinState::default()
+        };
         for i in 0..20u8 {
             state.add_pending(vec![vec![i; 40]]);
         }

@@ -10,7 +10,7 @@ use timecoin_embed::protocols::{
 use timecoin_embed::service;
 use timecoin_embed::state::{tx_id, TimeCoinState};
 use timed_core::protocol::Protocol;
-use timed_core::{Config, MemStore, Network, NodeEvent, NodeId, QueryError, RefuseReason};
+use timed_core::{Config, MemStore, Network, NodeId, QueryError, RefuseReason};
 use timed_tokio::{Node, NodeHandle, RuntimeOptions};
 
 /// Bound on every real-time wait.
@@ -61,9 +61,10 @@ async fn until_peers(h: &NodeHandle, n: usize) {
 }
 
 fn masternode_state() -> TimeCoinState {
-    let mut s = TimeCoinState::default();
-    s.masternodes = vec![mn(1), mn(2), mn(3)];
-    s
+    TimeCoinState {
+        masternodes: vec![mn(1), mn(2), mn(3)],
+        ..TimeCoinState::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +180,4 @@ async fn the_time_coin_protocols_run_over_the_cores_connections() {
     for n in [ha, hb, hc, plain.handle()] {
         n.shutdown().await;
     }
-    let _ = NodeEvent::TxAccepted {
-        id: timed_core::TxId([0; 32]),
-    };
 }
