@@ -1007,4 +1007,24 @@ fuzz_target!(|data: &[u8]| {
     for id in h.queries.iter().chain(h.requests.keys()) {
         assert!(h.done.contains(id), "{id} never ended");
     }
+    {
+        let st = h.m.status();
+        let mut t: Vec<String> = Vec::new();
+        let p = &st.protocols[&APP];
+        for (l, _) in &p.refused { t.push(format!("refused_{l}")); }
+        for (l, _) in &p.results { t.push(format!("result_{l}")); }
+        if p.requests_in > 0 { t.push("app_in".into()); }
+        if p.requests_out > 0 { t.push("app_out".into()); }
+        for (tid, name) in [(VOTES, "votes"), (NEWS, "news"), (builtin::TX_TOPIC, "tx"), (builtin::BLOCK_TOPIC, "block")] {
+            let s = &st.topics[&tid];
+            for (k, v) in [("received", s.received), ("accepted", s.accepted), ("rejected", s.rejected), ("ignored", s.ignored), ("expired", s.expired), ("dup", s.duplicates), ("rate", s.rate_limited), ("sent", s.sent), ("published", s.published)] {
+                if v > 0 { t.push(format!("{name}_{k}")); }
+            }
+        }
+        for (l, _) in &st.counters.misbehaviour { t.push(format!("mis_{l}")); }
+        for (l, _) in &st.counters.conns_closed { t.push(format!("closed_{l}")); }
+        if h.conns.values().any(|l| l.old_hello) { t.push("old_hello".into()); }
+        if st.counters.unknown_kinds > 0 { t.push("unknown_kinds".into()); }
+        eprintln!("STAT {}", t.join(" "));
+    }
 });

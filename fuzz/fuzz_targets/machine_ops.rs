@@ -633,6 +633,26 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    {
+        let mut t: std::collections::BTreeSet<String> = Default::default();
+        for i in 0..N {
+            let st = w.net.machine(i).status();
+            if let Some(p) = st.protocols.get(&APP) {
+                for (l, _) in &p.refused { t.insert(format!("refused_{l}")); }
+                for (l, _) in &p.results { t.insert(format!("result_{l}")); }
+            }
+            if let Some(s) = st.topics.get(&TOPIC) {
+                for (k, v) in [("received", s.received), ("accepted", s.accepted), ("rejected", s.rejected), ("ignored", s.ignored), ("expired", s.expired), ("dup", s.duplicates), ("sent", s.sent), ("published", s.published)] {
+                    if v > 0 { t.insert(format!("votes_{k}")); }
+                }
+            }
+            for (l, _) in &st.counters.misbehaviour { t.insert(format!("mis_{l}")); }
+        }
+        for l in &w.lives { if l.judged.len() > 0 { t.insert("judged".into()); } if l.owed.len() > 0 { t.insert("handed".into()); } }
+        if !links.is_empty() { t.insert(format!("links{}", links.len())); }
+        if w.restarts.iter().any(|r| *r > 0) { t.insert("restarted".into()); }
+        eprintln!("STAT {}", t.into_iter().collect::<Vec<_>>().join(" "));
+    }
     // A settled link carries traffic: the dialer pings every interval and hears pongs.
     w.net.run_for(Duration::from_secs(65));
     for (dialer, other, conn, pongs) in links {
