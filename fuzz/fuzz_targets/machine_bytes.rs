@@ -114,10 +114,10 @@ enum Step {
     /// The application sends a request to the remote (or an unknown id): on the declared
     /// protocol, a built-in one, or one nobody declares; `len` bytes (mod 40).
     Request { known: bool, proto: u8, len: u8 },
-    /// The application answers the `pick`-th inbound request it was ever handed (answered,
-    /// expired or not): `len` bytes (mod 40, so sometimes over the response limit) or a refusal.
+    /// The application answers the `pick`-th latest inbound request it was ever handed
+    /// (answered, expired or not): `len` bytes (mod 40, so sometimes over the response limit) or a refusal.
     Respond { pick: u8, len: u8, refuse: Option<u16> },
-    /// The application judges the `pick`-th gossip message it was ever handed.
+    /// The application judges the `pick`-th latest gossip message it was ever handed.
     Validate { pick: u8, verdict: u8 },
     /// The application publishes on a declared topic or one nobody declares.
     Publish { topic: u8, len: u8, fill: u8 },
@@ -166,7 +166,7 @@ enum Frame {
     Flood { first: u8, count: u8, len: u8 },
     /// A response to any id (usually one the machine never used).
     Response(u64, u8, u64),
-    /// A response to the `pick`-th request the machine sent on this connection: a fitting
+    /// A response to the `pick`-th latest request the machine sent on this connection: a fitting
     /// payload (`len` mod 40 bytes on the declared protocol, a well-formed empty answer on a
     /// built-in one), raw bytes, or a refusal.
     Reply {
@@ -324,6 +324,12 @@ fn builtin_answer(protocol: ProtocolId) -> Vec<u8> {
         _ => ResponseBody::Peers(Vec::new()),
     };
     builtin::encode_response(&body)
+}
+
+/// The `pick`-th element from the end (0 is the latest), wrapping.
+fn latest<T>(v: &[T], pick: u8) -> Option<&T> {
+    let n = v.len();
+    (n > 0).then(|| &v[n - 1 - usize::from(pick) % n])
 }
 
 /// The advert a node keeps of a peer's list: the first `MAX_ADVERTISED` entries, first
@@ -740,8 +746,7 @@ impl Harness {
                     .conns
                     .get(&conn)
                     .map_or(&[][..], |l| &l.requests_out[..]);
-                let Some(&(id, protocol)) = sent.get(usize::from(pick) % sent.len().max(1))
-                else {
+                let Some(&(id, protocol)) = latest(sent, pick) else {
                     return Vec::new();
                 };
                 Message::Response {
@@ -919,10 +924,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             Step::Respond { pick, len, refuse } => {
-                if h.inbound_seen.is_empty() {
+                let Some(&id) = latest(&h.inbound_seen, pick) else {
                     continue;
-                }
-                let id = h.inbound_seen[usize::from(pick) % h.inbound_seen.len()];
+                };
                 let result = match refuse {
                     Some(code) => Err(RefuseReason::from_code(code.max(1))),
                     None => Ok(vec![len; usize::from(len % 40)]),
@@ -937,10 +941,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(got, expected, "respond({id:?})");
             }
             Step::Validate { pick, verdict } => {
-                if h.gossip_seen.is_empty() {
+                let Some(&id) = latest(&h.gossip_seen, pick) else {
                     continue;
-                }
-                let id = h.gossip_seen[usize::from(pick) % h.gossip_seen.len()];
+                };
                 let verdict = [Verdict::Accept, Verdict::Reject, Verdict::Ignore]
                     [usize::from(verdict % 3)];
                 let got = h.m.validate(h.now, id, verdict);

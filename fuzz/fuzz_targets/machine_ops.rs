@@ -95,7 +95,7 @@ enum Op {
         proto: u8,
         len: u8,
     },
-    /// `node` answers the `pick`-th inbound request its incarnation was handed (answered or
+    /// `node` answers the `pick`-th latest inbound request its incarnation was handed (answered or
     /// not): `len` (mod 40) bytes, sometimes over the response limit, or a refusal. Requests
     /// no op picks are never answered.
     Respond {
@@ -110,7 +110,7 @@ enum Op {
         len: u8,
         fill: u8,
     },
-    /// `node` judges the `pick`-th gossip message its incarnation was handed.
+    /// `node` judges the `pick`-th latest gossip message its incarnation was handed.
     Validate {
         node: u8,
         pick: u8,
@@ -470,7 +470,7 @@ impl World {
                     return;
                 }
                 let life = &self.lives[node];
-                let rid = life.inbound[usize::from(pick) % life.inbound.len()];
+                let rid = life.inbound[life.inbound.len() - 1 - usize::from(pick) % life.inbound.len()];
                 let owed = life.owed.get(&rid).copied().unwrap_or(0);
                 // Refusal codes as they arrive off the wire: code 0 is the success status.
                 let result = match refuse {
@@ -526,7 +526,7 @@ impl World {
                     return;
                 }
                 let life = &self.lives[node];
-                let gid = life.gossip[usize::from(pick) % life.gossip.len()];
+                let gid = life.gossip[life.gossip.len() - 1 - usize::from(pick) % life.gossip.len()];
                 let judged = life.judged.contains(&gid);
                 let verdict =
                     [Verdict::Accept, Verdict::Reject, Verdict::Ignore][usize::from(verdict % 3)];

@@ -104,6 +104,11 @@ pub struct Sim<M: NodeModel> {
     pub queries_started: u64,
     pub queries_ok: u64,
     pub queries_failed: u64,
+    /// Ids of requests that arrived on end `(conn, end)` and are not answered there yet
+    /// (kept beside the connection table, which is laid out for the ping path).
+    reqs_in: std::collections::BTreeMap<(u32, u8), Vec<u64>>,
+    /// Ended queries by result (`ok`, or why not).
+    pub query_results: std::collections::BTreeMap<&'static str, u64>,
     pub violations: Violations,
     pub events: u64,
     pub faults_applied: u64,
@@ -226,6 +231,8 @@ impl<M: NodeModel> Sim<M> {
             queries_started: 0,
             queries_ok: 0,
             queries_failed: 0,
+            query_results: Default::default(),
+            reqs_in: Default::default(),
             violations: Violations::new(M::strict()),
             events: 0,
             faults_applied: 0,
@@ -547,14 +554,17 @@ impl<M: NodeModel> Sim<M> {
                     }
                 }
             }
-            ModelEvent::QueryDone { id, ok } => {
+            ModelEvent::QueryDone { id, result } => {
                 self.h(18, n as u64, id);
                 if self.nodes[n as usize].queries.remove(&id).is_none() {
                     self.violation("query_ended_twice", format!("n{n} reported query {id} ended, but it was not open (ended twice, or never started)"));
-                } else if ok {
-                    self.queries_ok += 1;
                 } else {
-                    self.queries_failed += 1;
+                    if result == "ok" {
+                        self.queries_ok += 1;
+                    } else {
+                        self.queries_failed += 1;
+                    }
+                    *self.query_results.entry(result).or_insert(0) += 1;
                 }
             }
             ModelEvent::Height { height, reorg } => {
@@ -885,9 +895,13 @@ impl<M: NodeModel> Sim<M> {
             Kind::Response => {
                 // Request ids count per connection, so a reply sent on the wrong connection
                 // shows as a reply to nothing received on this one.
-                let end = &mut self.conns[c as usize].ends[d];
-                if end.reqs_in.take_first(|&x| x == nonce).is_none() {
-                    let n = end.node;
+                let open = self.reqs_in.get_mut(&(c, d as u8));
+                let answered = open.and_then(|ids| {
+                    let i = ids.iter().position(|&x| x == nonce)?;
+                    Some(ids.swap_remove(i))
+                });
+                if answered.is_none() {
+                    let n = self.conns[c as usize].ends[d].node;
                     self.violation(
                         "response_on_wrong_connection",
                         format!("n{n} sent a response with id {nonce} on connection {c}, where no request with that id arrived"),
@@ -1075,7 +1089,7 @@ impl<M: NodeModel> Sim<M> {
     fn observe_received(&mut self, c: u32, r: usize, info: FrameInfo, now: Micros) {
         let Some(nonce) = info.nonce else { return };
         match info.kind {
-            Kind::Request => self.conns[c as usize].ends[r].reqs_in.push(nonce),
+            Kind::Request => self.reqs_in.entry((c, r as u8)).or_default().push(nonce),
             Kind::Ping => {
                 self.conns[c as usize].ends[r].pings_in.push(nonce);
                 self.ping_checks.push_back((
@@ -1112,7 +1126,7 @@ impl<M: NodeModel> Sim<M> {
         }
         end.state = EndState::Closed;
         end.pings_in.clear();
-        end.reqs_in.clear();
+        self.reqs_in.remove(&(c, d as u8));
         let stats = if d == 0 {
             &mut self.pings_outbound
         } else {

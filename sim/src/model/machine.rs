@@ -262,11 +262,11 @@ impl NodeModel for Machine {
                 },
                 NodeEvent::QueryDone { id, result } => ModelEvent::QueryDone {
                     id: id.0,
-                    ok: result.is_ok(),
+                    result: result.as_ref().map_or_else(|e| e.as_str(), |_| "ok"),
                 },
                 NodeEvent::RequestDone { id, result, .. } => ModelEvent::QueryDone {
                     id: id.0,
-                    ok: result.is_ok(),
+                    result: result.as_ref().map_or_else(|e| e.as_str(), |_| "ok"),
                 },
                 e @ (NodeEvent::InboundRequest { .. } | NodeEvent::GossipReceived { .. }) => {
                     if let Some(app) = self.app.clone() {

@@ -47,8 +47,9 @@ pub enum ModelEvent {
         conn: ModelConn,
         reason: &'static str,
     },
-    /// An application query ended (`ok` when answered).
-    QueryDone { id: u64, ok: bool },
+    /// An application query ended: `result` is `ok` when answered, else why not (a
+    /// `QueryError` label).
+    QueryDone { id: u64, result: &'static str },
     /// The node's chain moved (height after the change).
     Height { height: u64, reorg: bool },
     /// The node accused a peer of misbehaving. In the simulator nobody misbehaves (filters drop

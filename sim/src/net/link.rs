@@ -190,8 +190,6 @@ pub struct End {
     pub pings_in: SmallVec<u64, 2>,
     /// Pings this end sent and has not seen answered: (nonce, sent at).
     pub pings_out: SmallVec<(u64, Micros), 2>,
-    /// Ids of requests received on this end and not yet answered on it.
-    pub reqs_in: SmallVec<u64, 2>,
     /// Address of this end as the other side sees it.
     pub addr: SocketAddr,
 }
@@ -211,7 +209,6 @@ impl End {
             reasm: Reassembler::default(),
             pings_in: SmallVec::default(),
             pings_out: SmallVec::default(),
-            reqs_in: SmallVec::default(),
             addr,
         }
     }

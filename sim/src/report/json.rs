@@ -50,6 +50,8 @@ pub struct Summary {
     pub queries_started: u64,
     pub queries_ok: u64,
     pub queries_failed: u64,
+    /// Ended queries (the core's or an application's) by result: `ok`, or why not.
+    pub query_results: BTreeMap<&'static str, u64>,
     pub invariant_violations: u64,
     pub violations_by_kind: BTreeMap<&'static str, u64>,
     pub first_violations: Vec<Violation>,
@@ -250,6 +252,7 @@ impl Summary {
             queries_started: sim.queries_started,
             queries_ok: sim.queries_ok,
             queries_failed: sim.queries_failed,
+            query_results: sim.query_results.clone(),
             invariant_violations: violations.total,
             violations_by_kind: violations.by_kind,
             first_violations: violations.first,
