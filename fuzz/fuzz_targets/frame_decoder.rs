@@ -5,9 +5,11 @@
 //! `peek_kind` names the kind the full decode finds.
 //!
 //! Then one structured message of wire version 2 — a `Hello` with arbitrary protocol and topic
-//! adverts, a request on any protocol id, a response (payload or refusal), gossip on any topic,
-//! a built-in request or response — is encoded and must decode back to itself, through both
-//! encoders (`Message` and `MessageRef`) and through `FrameDecoder`.
+//! adverts, a request on any protocol id, a response (payload or any constructible refusal),
+//! gossip on any topic, a built-in request or response — is encoded and must decode back to
+//! itself (a non-canonical refusal such as `Other(0)` or `App(65000)` to the refusal its code
+//! names, and never to a success), through both encoders (`Message` and `MessageRef`) and
+//! through `FrameDecoder`.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -58,9 +60,9 @@ enum Shape {
     },
     Response {
         id: u64,
-        /// `None`: a refusal with this code.
+        /// `None`: a refusal (see `refusal`).
         payload: Option<Vec<u8>>,
-        code: u16,
+        refusal: (u8, u16),
     },
     Gossip {
         topic: u32,
@@ -175,11 +177,13 @@ fn build(shape: Shape) -> Message {
             protocol: ProtocolId(protocol),
             payload,
         },
-        Shape::Response { id, payload, code } => Message::Response {
+        Shape::Response {
             id,
-            // Refusal codes as they arrive off the wire (`from_code`): code 0 is the success
-            // status, so a refusal never carries it.
-            result: payload.ok_or(RefuseReason::from_code(code.max(1))),
+            payload,
+            refusal: (kind, c),
+        } => Message::Response {
+            id,
+            result: payload.ok_or(refusal(kind, c)),
         },
         Shape::Gossip { topic, payload } => Message::Gossip {
             topic: TopicId(topic),
@@ -238,6 +242,38 @@ fn build(shape: Shape) -> Message {
             assert_eq!(builtin::decode_response(protocol, bytes), Some(body));
             m
         }
+    }
+}
+
+/// Any refusal an application can construct, canonical or not (`App(64535)`, `Other(0)`,
+/// `Other(1)`, …).
+fn refusal(kind: u8, c: u16) -> RefuseReason {
+    match kind % 8 {
+        0 => RefuseReason::Unsupported,
+        1 => RefuseReason::TooManyRequests,
+        2 => RefuseReason::TooLarge,
+        3 => RefuseReason::Unanswered,
+        4 => RefuseReason::BadRequest,
+        5 => RefuseReason::Unavailable,
+        6 => RefuseReason::App(c),
+        _ => RefuseReason::Other(c),
+    }
+}
+
+/// `m` as it reads back off the wire: a refusal travels as its code, so a non-canonical one
+/// arrives as `from_code(code)`. Never as a success: code 0 is the success status.
+fn canonical(m: &Message) -> Message {
+    match m {
+        Message::Response { id, result: Err(r) } => {
+            assert_ne!(r.code(), 0, "{r:?} travels as the success status");
+            let back = RefuseReason::from_code(r.code());
+            assert_eq!(back.code(), r.code(), "{r:?}: its code does not read back");
+            Message::Response {
+                id: *id,
+                result: Err(back),
+            }
+        }
+        m => m.clone(),
     }
 }
 
@@ -315,7 +351,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(payload, &frame[4..]);
         assert_eq!(
             Message::decode(payload),
-            Ok(Decoded::Known(m.clone())),
+            Ok(Decoded::Known(canonical(&m))),
             "does not roundtrip"
         );
         check_payload(payload);

@@ -64,6 +64,10 @@ impl Remote {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct InReq {
     pub protocol: ProtocolId,
+    /// When the machine refuses it `Unanswered`. Kept here, not only in the protocol's
+    /// answer queue: a peer may reuse a request id once its answer went out, and the queue
+    /// entry of the earlier request must not refuse the later one.
+    pub deadline: Instant,
 }
 
 /// A token bucket: one peer's allowance of messages on one topic.

@@ -64,11 +64,15 @@ impl<S: Store> PeerMachine<S> {
     fn on_frame(&mut self, now: Instant, conn: ConnId, payload: &[u8]) -> bool {
         // Only a whole frame proves the peer alive: a trickle of bytes that never completes
         // one (slowloris, or a desynchronised stream) must not.
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.last_recv = now;
-        }
+        let handshaking = match self.conns.get_mut(&conn) {
+            Some(c) => {
+                c.last_recv = now;
+                c.state == ConnState::Handshaking
+            }
+            None => false,
+        };
         self.counters.frames_in += 1;
-        self.on_payload(now, conn, payload);
+        self.on_payload(now, conn, payload, handshaking);
         self.conns.contains_key(&conn)
     }
 
@@ -78,11 +82,7 @@ impl<S: Store> PeerMachine<S> {
         self.misbehave(now, conn, Misbehaviour::Protocol, &detail);
     }
 
-    fn on_payload(&mut self, now: Instant, conn: ConnId, payload: &[u8]) {
-        let handshaking = matches!(
-            self.conns.get(&conn).map(|c| c.state),
-            Some(ConnState::Handshaking)
-        );
+    fn on_payload(&mut self, now: Instant, conn: ConnId, payload: &[u8], handshaking: bool) {
         if handshaking {
             // Before the handshake only `Hello` and `Goodbye` are allowed: anything else is
             // refused on its kind, before its body is decoded.

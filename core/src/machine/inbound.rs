@@ -69,7 +69,13 @@ impl<S: Store> PeerMachine<S> {
                 let Some(peer) = c.node_id() else {
                     return;
                 };
-                c.in_reqs.insert(id, InReq { protocol });
+                c.in_reqs.insert(
+                    id,
+                    InReq {
+                        protocol,
+                        deadline: now + answer_within,
+                    },
+                );
                 let handle = InboundId { conn, id };
                 if self.app.await_answer(protocol, handle, now + answer_within) {
                     self.timers
@@ -132,7 +138,10 @@ impl<S: Store> PeerMachine<S> {
             let Some(c) = self.conns.get_mut(&id.conn) else {
                 continue;
             };
-            if c.in_reqs.remove(&id.id).is_some() {
+            // The entry may be an earlier request under the same id, already answered: the
+            // request now waiting under it is due only at its own deadline.
+            if c.in_reqs.get(&id.id).is_some_and(|r| r.deadline <= now) {
+                c.in_reqs.remove(&id.id);
                 self.refuse(id.conn, protocol, id.id, RefuseReason::Unanswered);
             }
         }
@@ -179,5 +188,94 @@ impl<S: Store> PeerMachine<S> {
         crate::wire::message::end_frame(&mut frame, at);
         self.app.count_response_bytes(protocol, frame.len(), 0);
         self.send_frame(conn, frame, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::protocol::{builtin, ProtocolId, ProtocolSpec};
+    use crate::wire::{Decoded, Hello, Message, RefuseReason, MAGIC, PROTOCOL_VERSION};
+    use crate::{Action, Config, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId};
+    use crate::{InboundId, PeerMachine};
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// A request id the peer reuses once its answer went out is a new request: it is refused
+    /// at its own deadline, not at the earlier request's (whose entry is still queued behind
+    /// an older unanswered one). Found by the `machine_bytes` fuzz target's model.
+    #[test]
+    fn a_reused_request_id_is_refused_at_its_own_deadline() {
+        let app = ProtocolId(1000);
+        let mut cfg = Config::new(Network::Devnet, NodeId([1; 32]), 1);
+        cfg.protocols.push(
+            ProtocolSpec::new(app, "test/1")
+                .with_in_flight(4, 4)
+                .with_timeout(Duration::from_secs(4)),
+        );
+        let (protocols, topics) = builtin::adverts(&cfg);
+        let t0 = Instant::ZERO;
+        let mut m = PeerMachine::new(cfg, MemStore::new(Network::Devnet), t0).unwrap();
+        let conn = m.accept(t0, "10.1.2.3:5000".parse().unwrap()).unwrap();
+        let g = Network::Devnet.genesis_hash();
+        let hello = Message::Hello(Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            min_version: PROTOCOL_VERSION,
+            network: Network::Devnet.id(),
+            genesis: g,
+            node_id: NodeId([2; 32]),
+            boot: 7,
+            listen_port: None,
+            best_height: 0,
+            best_hash: g,
+            user_agent: "test".into(),
+            protocols,
+            topics,
+        });
+        let request = |id| Message::Request {
+            id,
+            protocol: app,
+            payload: vec![],
+        };
+        // Feeds `msgs`; returns the requests handed over and the refusals sent.
+        let feed = |m: &mut PeerMachine<MemStore>, now, msgs: &[Message]| {
+            for msg in msgs {
+                let data = msg.to_frame();
+                m.handle(now, Input::BytesIn { conn, data: &data });
+            }
+            let (mut handed, mut refused): (Vec<InboundId>, Vec<u64>) = (vec![], vec![]);
+            while let Some(a) = m.poll_action() {
+                match a {
+                    Action::Notify(NodeEvent::InboundRequest { id, .. }) => handed.push(id),
+                    Action::Send { data, .. } => {
+                        if let Ok(Decoded::Known(Message::Response {
+                            id,
+                            result: Err(RefuseReason::Unanswered),
+                        })) = Message::decode(&data[4..])
+                        {
+                            refused.push(id);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (handed, refused)
+        };
+        feed(&mut m, t0, &[hello]);
+        let (handed, _) = feed(&mut m, t0, &[request(1), request(7)]);
+        m.respond(t0, handed[1], Ok(vec![1])).unwrap();
+        let t1 = t0 + Duration::from_secs(1);
+        let (again, _) = feed(&mut m, t1, &[request(7)]);
+        assert_eq!(again.len(), 1);
+        // At 3 s (request 1's deadline) only request 1 is refused.
+        let t3 = t0 + Duration::from_secs(3);
+        m.handle_timeout(t3);
+        assert_eq!(feed(&mut m, t3, &[]).1, vec![1]);
+        assert_eq!(m.inbound_waiting(), 1);
+        // At 4 s the second request 7 is.
+        let t4 = t0 + Duration::from_secs(4);
+        m.handle_timeout(t4);
+        assert_eq!(feed(&mut m, t4, &[]).1, vec![7]);
+        assert_eq!(m.inbound_waiting(), 0);
     }
 }

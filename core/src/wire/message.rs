@@ -718,8 +718,14 @@ impl Message {
     }
 
     /// Appends this message as one complete frame (length prefix included) to `out`.
+    #[inline]
     pub fn encode_frame(&self, out: &mut Vec<u8>) {
-        self.as_ref().encode_frame(out)
+        match *self {
+            // The hot path, without building a `MessageRef` first.
+            Message::Ping { nonce } => MessageRef::Ping { nonce }.encode_frame(out),
+            Message::Pong { nonce } => MessageRef::Pong { nonce }.encode_frame(out),
+            _ => self.as_ref().encode_frame(out),
+        }
     }
 
     /// This message as one frame.
