@@ -581,3 +581,49 @@ fn a_version_1_peer_is_told_to_upgrade_not_banned() {
     assert!(g.detail.contains("upgrade"), "{}", g.detail);
     assert!(m.status().counters.misbehaviour.is_empty(), "not banned");
 }
+
+/// A tie-break rule: at equal height the smaller tip hash wins.
+#[derive(Debug)]
+struct SmallerHashWinsTies;
+
+impl ChainRules for SmallerHashWinsTies {
+    fn prefer(&self, current: &timed_core::ChainTip, candidate: &timed_core::ChainTip) -> bool {
+        candidate.height > current.height
+            || (candidate.height == current.height && candidate.hash < current.hash)
+    }
+}
+
+#[test]
+fn a_fork_choice_rule_that_breaks_ties_makes_equal_height_branches_converge() {
+    // Two branches of equal height from a common block 1.
+    let mut common = MemStore::new(Network::Devnet);
+    common.extend_empty(1);
+    let base = common.block_at(1).unwrap().expect("block 1").header;
+    let branch = |t: u64| {
+        let mut s = common.clone();
+        s.push_unchecked(Block::build(&base, base.time + t, vec![]));
+        s.extend_empty(2);
+        s
+    };
+    let (s1, s2) = (branch(1), branch(2));
+    let tips = [s1.tip().unwrap().1, s2.tip().unwrap().1];
+    let smaller = *tips.iter().min().unwrap();
+    for (rules, converge) in [(Rules::default(), false), (Rules::new(SmallerHashWinsTies), true)] {
+        let mut net = Switchboard::new();
+        let now = net.now();
+        let mut ca = config(1, "127.0.0.1:7000", &[]);
+        ca.rules = rules.clone();
+        let mut cb = config(2, "127.0.0.1:7001", &["127.0.0.1:7000"]);
+        cb.rules = rules;
+        let a = net.add(machine_with(ca, s1.clone(), now), addr("127.0.0.1:7000"));
+        let b = net.add(machine_with(cb, s2.clone(), now), addr("127.0.0.1:7001"));
+        net.run_for(secs(30));
+        let (ta, tb) = (net.machine(a).status().tip_hash, net.machine(b).status().tip_hash);
+        if converge {
+            assert_eq!(ta, smaller, "a converged on the preferred tip");
+            assert_eq!(tb, smaller, "b converged on the preferred tip");
+        } else {
+            assert_eq!((ta, tb), (tips[0], tips[1]), "the default rules: a tie keeps ours");
+        }
+    }
+}

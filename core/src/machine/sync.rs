@@ -517,7 +517,43 @@ impl<S: Store> PeerMachine<S> {
     /// keeps the sync tick armed while anything is left.
     fn drive_sync(&mut self, now: Instant) {
         self.request_ranges(now);
+        self.contest_equal_tip(now);
         self.arm_sync_tick(now);
+    }
+
+    /// Fork choice beyond height: a peer at our height on another tip that the rules
+    /// prefer (a tie-break rule) is not "ahead", so range sync never asks it; search for the
+    /// fork point with it instead. With the default rules a tie keeps ours and this does
+    /// nothing.
+    fn contest_equal_tip(&mut self, now: Instant) {
+        if self.stopped
+            || self.chain.fork.is_some()
+            || !self.chain.in_flight.is_empty()
+            || !self.chain.pending.is_empty()
+        {
+            return;
+        }
+        let ours = ChainTip {
+            height: self.chain.tip.0,
+            hash: self.chain.tip.1,
+        };
+        let rules = self.cfg.rules.clone();
+        let contender = self.chain.peer_best.iter().find(|(n, (h, hash))| {
+            *h == ours.height
+                && *hash != ours.hash
+                && self.peers.contains_key(n)
+                && self.chain.stalled_until.get(n).is_none_or(|u| *u <= now)
+                && rules.prefer(
+                    &ours,
+                    &ChainTip {
+                        height: *h,
+                        hash: *hash,
+                    },
+                )
+        });
+        if let Some((&node, _)) = contender {
+            self.start_fork_search(now, node);
+        }
     }
 
     fn request_ranges(&mut self, now: Instant) {
