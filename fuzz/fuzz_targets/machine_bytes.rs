@@ -112,8 +112,14 @@ enum Step {
     /// The application queries the remote (or an unknown id) on a built-in protocol.
     Query(bool, u8),
     /// The application sends a request to the remote (or an unknown id): on the declared
-    /// protocol, a built-in one, or one nobody declares; `len` bytes (mod 40).
-    Request { known: bool, proto: u8, len: u8 },
+    /// protocol, a built-in one, or one nobody declares; `len` bytes (mod 40). With `reply`,
+    /// the remote answers it at once if it went on the wire (as `Frame::Reply`).
+    Request {
+        known: bool,
+        proto: u8,
+        len: u8,
+        reply: Option<(u8, u8, u16)>,
+    },
     /// The application answers the `pick`-th latest inbound request it was ever handed
     /// (answered, expired or not): `len` bytes (mod 40, so sometimes over the response limit) or a refusal.
     Respond { pick: u8, len: u8, refuse: Option<u16> },
@@ -918,7 +924,13 @@ fuzz_target!(|data: &[u8]| {
                     "query() returned {id} twice"
                 );
             }
-            Step::Request { known, proto, len } => {
+            Step::Request {
+                known,
+                proto,
+                len,
+                reply,
+            } => {
+                let sent_before = h.conns.get(&conn).map_or(0, |l| l.requests_out.len());
                 let peer = if known { REMOTE } else { NodeId([len; 32]) };
                 let (protocol, payload) = match proto % 4 {
                     0 | 1 => (APP, fill(len, proto)),
@@ -933,6 +945,12 @@ fuzz_target!(|data: &[u8]| {
                 h.drain();
                 if protocol == NO_PROTOCOL {
                     assert!(h.done.contains(&id), "a request on an undeclared protocol is pending");
+                }
+                let sent = h.conns.get(&conn).map_or(0, |l| l.requests_out.len());
+                if let (Some((how, len, code)), true) = (reply, sent > sent_before) {
+                    let pick = 0;
+                    let b = h.frame_bytes(conn, Frame::Reply { pick, how, len, code });
+                    h.feed(conn, &b);
                 }
             }
             Step::Respond { pick, len, refuse } => {

@@ -44,6 +44,10 @@ const TOPIC: TopicId = TopicId(1000);
 const TOPIC_MAX: usize = 24;
 const TOPIC_MAX_PENDING: usize = 3;
 const NO_PROTOCOL: ProtocolId = ProtocolId(4242);
+/// How long the application-protocol ops run the network after their call: long enough for
+/// a frame to arrive (the switchboard's latency is 1 ms), so a request, answer or message is
+/// already with its recipient when the next op looks.
+const DELIVER: Duration = Duration::from_millis(3);
 const NO_TOPIC: TopicId = TopicId(4242);
 
 fn app_protocol() -> ProtocolSpec {
@@ -95,11 +99,10 @@ enum Op {
         proto: u8,
         len: u8,
     },
-    /// `node` answers the `pick`-th latest inbound request its incarnation was handed (answered or
-    /// not): `len` (mod 40) bytes, sometimes over the response limit, or a refusal. Requests
-    /// no op picks are never answered.
+    /// The node that was handed the `pick`-th latest inbound request (of any live node's
+    /// current incarnation, answered or not) answers it: `len` (mod 40) bytes, sometimes over
+    /// the response limit, or a refusal. Requests no op picks are never answered.
     Respond {
-        node: u8,
         pick: u8,
         len: u8,
         refuse: Option<u16>,
@@ -110,9 +113,9 @@ enum Op {
         len: u8,
         fill: u8,
     },
-    /// `node` judges the `pick`-th latest gossip message its incarnation was handed.
+    /// The node that was handed the `pick`-th latest gossip message (as for `Respond`) judges
+    /// it.
     Validate {
-        node: u8,
         pick: u8,
         verdict: u8,
     },
@@ -150,6 +153,12 @@ fn refusal(code: u16) -> RefuseReason {
     }
 }
 
+/// The `pick`-th element from the end (0 is the latest), wrapping.
+fn latest<T>(v: &[T], pick: u8) -> Option<&T> {
+    let n = v.len();
+    (n > 0).then(|| &v[n - 1 - usize::from(pick) % n])
+}
+
 fn id(i: usize) -> NodeId {
     NodeId([0x10 + i as u8; 32])
 }
@@ -165,11 +174,9 @@ struct Life {
     events_from: usize,
     cursor: usize,
     log_from: usize,
-    /// Inbound requests handed over, in order, and how many times each is still owed an
-    /// answer (handed minus answered).
-    inbound: Vec<InboundId>,
+    /// How many times each inbound request handed over is still owed an answer (handed
+    /// minus answered), and the gossip messages judged.
     owed: BTreeMap<InboundId, usize>,
-    gossip: Vec<GossipId>,
     judged: BTreeSet<GossipId>,
 }
 
@@ -179,6 +186,10 @@ struct World {
     stores: Vec<Option<MemStore>>,
     restarts: Vec<u64>,
     lives: Vec<Life>,
+    /// Every inbound request and gossip message handed to any node, in order, with the node
+    /// and its incarnation (`restarts`).
+    handed: Vec<(usize, u64, InboundId)>,
+    heard: Vec<(usize, u64, GossipId)>,
 }
 
 impl World {
@@ -268,8 +279,8 @@ impl World {
                 } => {
                     assert_eq!(*protocol, APP);
                     assert!(payload.len() <= APP_MAX_REQUEST);
-                    life.inbound.push(*rid);
                     *life.owed.entry(*rid).or_default() += 1;
+                    self.handed.push((i, self.restarts[i], *rid));
                 }
                 NodeEvent::GossipReceived {
                     id: gid,
@@ -279,7 +290,7 @@ impl World {
                 } => {
                     assert_eq!(*topic, TOPIC);
                     assert!(payload.len() <= TOPIC_MAX);
-                    life.gossip.push(*gid);
+                    self.heard.push((i, self.restarts[i], *gid));
                 }
                 _ => {}
             }
@@ -469,21 +480,20 @@ impl World {
                             "node {node}: a request on an undeclared protocol ended with {result:?}"
                         );
                     }
+                    self.net.run_for(DELIVER);
                 }
             }
-            Op::Respond {
-                node,
-                pick,
-                len,
-                refuse,
-            } => {
-                let node = usize::from(node) % N;
-                if !self.alive(node) || self.lives[node].inbound.is_empty() {
+            Op::Respond { pick, len, refuse } => {
+                let live: Vec<(usize, InboundId)> = self
+                    .handed
+                    .iter()
+                    .filter(|(n, at, _)| self.alive(*n) && *at == self.restarts[*n])
+                    .map(|(n, _, id)| (*n, *id))
+                    .collect();
+                let Some(&(node, rid)) = latest(&live, pick) else {
                     return;
-                }
-                let life = &self.lives[node];
-                let rid = life.inbound[life.inbound.len() - 1 - usize::from(pick) % life.inbound.len()];
-                let owed = life.owed.get(&rid).copied().unwrap_or(0);
+                };
+                let owed = self.lives[node].owed.get(&rid).copied().unwrap_or(0);
                 let result = match refuse {
                     Some(code) => Err(refusal(code)),
                     None => Ok(vec![len; usize::from(len % 40)]),
@@ -499,6 +509,7 @@ impl World {
                     }
                 }
                 self.net.drain(node);
+                self.net.run_for(DELIVER);
             }
             Op::Publish {
                 node,
@@ -526,19 +537,19 @@ impl World {
                     }
                 }
                 self.net.drain(node);
+                self.net.run_for(DELIVER);
             }
-            Op::Validate {
-                node,
-                pick,
-                verdict,
-            } => {
-                let node = usize::from(node) % N;
-                if !self.alive(node) || self.lives[node].gossip.is_empty() {
+            Op::Validate { pick, verdict } => {
+                let live: Vec<(usize, GossipId)> = self
+                    .heard
+                    .iter()
+                    .filter(|(n, at, _)| self.alive(*n) && *at == self.restarts[*n])
+                    .map(|(n, _, id)| (*n, *id))
+                    .collect();
+                let Some(&(node, gid)) = latest(&live, pick) else {
                     return;
-                }
-                let life = &self.lives[node];
-                let gid = life.gossip[life.gossip.len() - 1 - usize::from(pick) % life.gossip.len()];
-                let judged = life.judged.contains(&gid);
+                };
+                let judged = self.lives[node].judged.contains(&gid);
                 let verdict =
                     [Verdict::Accept, Verdict::Reject, Verdict::Ignore][usize::from(verdict % 3)];
                 let got = self.net.machine(node).validate(now, gid, verdict);
@@ -549,6 +560,7 @@ impl World {
                     self.lives[node].judged.insert(gid);
                 }
                 self.net.drain(node);
+                self.net.run_for(DELIVER);
             }
         }
     }
@@ -576,6 +588,8 @@ fuzz_target!(|data: &[u8]| {
         stores: (0..N).map(|_| None).collect(),
         restarts: vec![0; N],
         lives: (0..N).map(|_| Life::default()).collect(),
+        handed: Vec::new(),
+        heard: Vec::new(),
     };
     if let Some(seed) = split {
         w.net.split_writes(seed);

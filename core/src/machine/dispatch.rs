@@ -136,7 +136,7 @@ impl<S: Store> PeerMachine<S> {
         }
         if state == ConnState::Handshaking {
             return match msg {
-                MessageRef::Hello(h) => self.on_hello(now, conn, h),
+                MessageRef::Hello(h) => self.on_hello(now, conn, *h),
                 other => {
                     let detail = format!("{} before Hello", other.kind().as_str());
                     self.misbehave(now, conn, Misbehaviour::Protocol, &detail)

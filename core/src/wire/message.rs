@@ -9,6 +9,7 @@
 use crate::chain::{Block, BlockHash};
 use crate::id::NodeId;
 use crate::protocol::{ProtocolAd, ProtocolId, TopicAd, TopicId};
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -355,7 +356,9 @@ pub enum Message {
 /// A message read in place from a frame: payloads borrow the frame's bytes.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum MessageRef<'a> {
-    Hello(Hello),
+    /// Boxed: a `Hello` is large and rare; every other message stays a few words, so
+    /// decoding a ping does not move a `Hello`-sized value around.
+    Hello(Box<Hello>),
     Ping {
         nonce: u64,
     },
@@ -483,7 +486,7 @@ impl<'a> MessageRef<'a> {
 
     pub fn to_owned(&self) -> Message {
         match self {
-            MessageRef::Hello(h) => Message::Hello(h.clone()),
+            MessageRef::Hello(h) => Message::Hello(Hello::clone(h)),
             MessageRef::Ping { nonce } => Message::Ping { nonce: *nonce },
             MessageRef::Pong { nonce } => Message::Pong { nonce: *nonce },
             MessageRef::Goodbye(g) => Message::Goodbye(g.clone()),
@@ -597,7 +600,7 @@ impl<'a> MessageRef<'a> {
         let bad = |_| WireError::MalformedBody(kind);
         let msg = match kind {
             MessageKind::Hello => match postcard::from_bytes::<Hello>(body) {
-                Ok(h) => MessageRef::Hello(h),
+                Ok(h) => MessageRef::Hello(Box::new(h)),
                 Err(_) => {
                     // An older peer's `Hello` has fewer fields: tell it to upgrade rather
                     // than calling it garbage.
@@ -660,7 +663,7 @@ impl Message {
     /// This message, borrowing its payload.
     pub fn as_ref(&self) -> MessageRef<'_> {
         match self {
-            Message::Hello(h) => MessageRef::Hello(h.clone()),
+            Message::Hello(h) => MessageRef::Hello(Box::new(h.clone())),
             Message::Ping { nonce } => MessageRef::Ping { nonce: *nonce },
             Message::Pong { nonce } => MessageRef::Pong { nonce: *nonce },
             Message::Goodbye(g) => MessageRef::Goodbye(g.clone()),
@@ -740,6 +743,9 @@ impl Message {
 
     /// Decodes one frame payload (without the length prefix) into an owned message.
     pub fn decode(payload: &[u8]) -> Result<Decoded, WireError> {
+        if let Some(m) = MessageRef::decode_ping_pong(payload) {
+            return Ok(Decoded::Known(m.to_owned()));
+        }
         Ok(match MessageRef::decode(payload)? {
             Decoded::Known(m) => Decoded::Known(m.to_owned()),
             Decoded::UnknownKind(k) => Decoded::UnknownKind(k),
