@@ -608,7 +608,10 @@ fn a_fork_choice_rule_that_breaks_ties_makes_equal_height_branches_converge() {
     let (s1, s2) = (branch(1), branch(2));
     let tips = [s1.tip().unwrap().1, s2.tip().unwrap().1];
     let smaller = *tips.iter().min().unwrap();
-    for (rules, converge) in [(Rules::default(), false), (Rules::new(SmallerHashWinsTies), true)] {
+    for (rules, converge) in [
+        (Rules::default(), false),
+        (Rules::new(SmallerHashWinsTies), true),
+    ] {
         let mut net = Switchboard::new();
         let now = net.now();
         let mut ca = config(1, "127.0.0.1:7000", &[]);
@@ -618,12 +621,19 @@ fn a_fork_choice_rule_that_breaks_ties_makes_equal_height_branches_converge() {
         let a = net.add(machine_with(ca, s1.clone(), now), addr("127.0.0.1:7000"));
         let b = net.add(machine_with(cb, s2.clone(), now), addr("127.0.0.1:7001"));
         net.run_for(secs(30));
-        let (ta, tb) = (net.machine(a).status().tip_hash, net.machine(b).status().tip_hash);
+        let (ta, tb) = (
+            net.machine(a).status().tip_hash,
+            net.machine(b).status().tip_hash,
+        );
         if converge {
             assert_eq!(ta, smaller, "a converged on the preferred tip");
             assert_eq!(tb, smaller, "b converged on the preferred tip");
         } else {
-            assert_eq!((ta, tb), (tips[0], tips[1]), "the default rules: a tie keeps ours");
+            assert_eq!(
+                (ta, tb),
+                (tips[0], tips[1]),
+                "the default rules: a tie keeps ours"
+            );
         }
     }
 }

@@ -116,6 +116,12 @@ fn the_time_coin_protocols_keep_every_promise_under_chaos() {
         started += s.queries_started;
         ok += s.queries_ok;
     }
-    assert!(started > 500, "the scenario exercised the protocols ({started} requests)");
-    assert!(ok * 2 > started, "most requests answered despite the faults ({ok}/{started})");
+    assert!(
+        started > 500,
+        "the scenario exercised the protocols ({started} requests)"
+    );
+    assert!(
+        ok * 2 > started,
+        "most requests answered despite the faults ({ok}/{started})"
+    );
 }
