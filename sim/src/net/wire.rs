@@ -197,6 +197,34 @@ impl Reassembler {
 mod tests {
     use super::*;
 
+    /// The response check reads request and response ids where the core writes them: the
+    /// first varint after the kind.
+    #[cfg(feature = "machine")]
+    #[test]
+    fn request_and_response_ids_are_read_from_core_frames() {
+        use timed_core::wire::{Message, RefuseReason};
+        use timed_core::ProtocolId;
+        let req = Message::Request {
+            id: 300,
+            protocol: ProtocolId(1000),
+            payload: vec![1, 2, 3],
+        }
+        .to_frame();
+        let info = classify(&req[HEADER_LEN..]);
+        assert_eq!((info.kind, info.nonce), (Kind::Request, Some(300)));
+        for result in [Ok(vec![9; 40]), Err(RefuseReason::Unanswered)] {
+            let resp = Message::Response { id: 300, result }.to_frame();
+            let info = classify(&resp[HEADER_LEN..]);
+            assert_eq!((info.kind, info.nonce), (Kind::Response, Some(300)));
+        }
+        let gossip = Message::Gossip {
+            topic: timed_core::TopicId(1),
+            payload: vec![0; 10],
+        }
+        .to_frame();
+        assert_eq!(classify(&gossip[HEADER_LEN..]).nonce, None);
+    }
+
     #[test]
     fn frames_split_anywhere_reassemble_with_nonces() {
         let mut wire = Vec::new();
