@@ -202,7 +202,8 @@ mod tests {
 
     /// A request id the peer reuses once its answer went out is a new request: it is refused
     /// at its own deadline, not at the earlier request's (whose entry is still queued behind
-    /// an older unanswered one). Found by the `machine_bytes` fuzz target's model.
+    /// an older unanswered one). Found while modelling `inbound_waiting()` for the
+    /// `machine_bytes` fuzz target.
     #[test]
     fn a_reused_request_id_is_refused_at_its_own_deadline() {
         let app = ProtocolId(1000);

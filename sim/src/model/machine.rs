@@ -273,7 +273,12 @@ impl NodeModel for Machine {
                         let at = Instant(self.now + self.offset);
                         app.on_event(&mut self.m, at, &e);
                     }
-                    ModelEvent::Note(format!("{e:?}"))
+                    ModelEvent::Note(match e {
+                        NodeEvent::InboundRequest { protocol, peer, .. } => {
+                            format!("request on {protocol} from {}", peer.short())
+                        }
+                        _ => String::from("gossip received"),
+                    })
                 }
                 NodeEvent::BlocksApplied { to, tip, .. } => {
                     self.tips.push(TipChange {
