@@ -24,13 +24,13 @@
 //!   advertised and within the remote's advertised (and our own) size limit;
 //! - every request the remote sends gets at most one response, and exactly one on a
 //!   connection still open once the answer deadline has passed and the transport drained;
-//! - `inbound_waiting()` and `gossip_pending()` are exactly what the application was handed
-//!   and has not answered, judged or seen expire (so within their bounds), and `respond` /
-//!   `validate` succeed exactly on those;
+//! - `inbound_waiting()` and `gossip_pending()` are, after every step and every timer firing,
+//!   exactly what the application was handed and has not answered, judged or seen expire (so
+//!   within their bounds), and `respond` / `validate` succeed exactly on those;
 //! - a v1 `Hello` is told to upgrade (`IncompatibleVersion`) and is not treated as misbehaviour.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -38,13 +38,12 @@ use timed_core::protocol::{
     builtin, ProtocolAd, ProtocolId, ProtocolSpec, TopicAd, TopicId, TopicSpec,
 };
 use timed_core::wire::{
-    encode_frame, Decoded, FrameDecoder, GoodbyeReason, Hello, Message, RefuseReason,
-    RequestBody, ResponseBody, MAGIC, PROTOCOL_VERSION,
+    encode_frame, Decoded, FrameDecoder, GoodbyeReason, Hello, Message, RefuseReason, RequestBody,
+    ResponseBody, MAGIC, PROTOCOL_VERSION,
 };
 use timed_core::{
     Action, Block, CloseKind, Config, ConnId, Duration, GossipId, HandleError, InboundId, Input,
-    Instant, MemStore, Network, NodeEvent, NodeId, PeerMachine, PublishError, QueryId, Tx,
-    Verdict,
+    Instant, MemStore, Network, NodeEvent, NodeId, PeerMachine, PublishError, QueryId, Tx, Verdict,
 };
 
 const ME: NodeId = NodeId([0x11; 32]);
@@ -103,7 +102,8 @@ enum Step {
     Bytes(Vec<u8>),
     /// A well-formed frame from the remote.
     Frame(Frame),
-    /// Time passes (milliseconds, up to ~4 minutes); timers fire.
+    /// Time passes: `ms` mod 1000 milliseconds times 1, 10, 60 or 240 (so up to 4 minutes,
+    /// often under a second); timers fire.
     Advance(u16, u8),
     /// The transport reports `n` bytes written (arbitrary, possibly more than were sent).
     Written(u16),
@@ -122,11 +122,22 @@ enum Step {
     },
     /// The application answers the `pick`-th latest inbound request it was ever handed
     /// (answered, expired or not): `len` bytes (mod 40, so sometimes over the response limit) or a refusal.
-    Respond { pick: u8, len: u8, refuse: Option<u16> },
+    Respond {
+        pick: u8,
+        len: u8,
+        refuse: Option<u16>,
+    },
     /// The application judges the `pick`-th latest gossip message it was ever handed.
-    Validate { pick: u8, verdict: u8 },
+    Validate {
+        pick: u8,
+        verdict: u8,
+    },
     /// The application publishes on a declared topic or one nobody declares.
-    Publish { topic: u8, len: u8, fill: u8 },
+    Publish {
+        topic: u8,
+        len: u8,
+        fill: u8,
+    },
     SubmitTx(Vec<u8>),
     /// A second inbound connection from the same IP, carrying bytes.
     Second(Vec<u8>),
@@ -166,10 +177,21 @@ enum Frame {
     Goodbye(u16, String),
     /// A well-formed built-in request.
     Builtin(u8, u8, u64, u32),
-    /// A request on a picked protocol id (`protocol_id`) with `len` (mod 40) bytes.
-    Request { id: u8, proto: u8, len: u8, fill: u8 },
-    /// `count` requests on the declared protocol with consecutive ids, in one read.
-    Flood { first: u8, count: u8, len: u8 },
+    /// A request on a picked protocol id (`protocol_id`) with `len` (mod 40) bytes. Ids are
+    /// taken mod 16, so ids are reused, while waiting and after their answer.
+    Request {
+        id: u8,
+        proto: u8,
+        len: u8,
+        fill: u8,
+    },
+    /// `count` (mod 80) requests on the declared protocol with consecutive ids from
+    /// `first` mod 16, in one read.
+    Flood {
+        first: u8,
+        count: u8,
+        len: u8,
+    },
     /// A response to any id (usually one the machine never used).
     Response(u64, u8, u64),
     /// A response to the `pick`-th latest request the machine sent on this connection: a fitting
@@ -183,11 +205,19 @@ enum Frame {
     },
     /// Gossip on a picked topic (`topic_id`) with `len` (mod 40) bytes from a small alphabet
     /// (so duplicates happen).
-    Gossip { topic: u8, len: u8, fill: u8 },
+    Gossip {
+        topic: u8,
+        len: u8,
+        fill: u8,
+    },
     /// A transaction on the built-in topic.
     Tx(Vec<u8>),
     /// A block on the built-in topic: a child of genesis, or junk.
-    Block { time: u32, txs: u8, junk: bool },
+    Block {
+        time: u32,
+        txs: u8,
+        junk: bool,
+    },
     UnknownKind(u32, Vec<u8>),
 }
 
@@ -298,7 +328,16 @@ fn hello(
 /// A version-1 `Hello`: the v2 body without its two trailing lists (postcard writes each
 /// empty list as one zero byte).
 fn old_hello(version: u16, min_version: u16, good_magic: bool, cfg: &Config) -> Vec<u8> {
-    let mut h = hello(0x22, 9, version, min_version, true, "timed/0.1.0".into(), Ads::None, cfg);
+    let mut h = hello(
+        0x22,
+        9,
+        version,
+        min_version,
+        true,
+        "timed/0.1.0".into(),
+        Ads::None,
+        cfg,
+    );
     if !good_magic {
         h.magic = *b"EMIT";
     }
@@ -509,7 +548,10 @@ impl Harness {
                     protocol,
                     payload,
                 } => {
-                    let remote = e.remote.as_ref().expect("a request before the peer's Hello");
+                    let remote = e
+                        .remote
+                        .as_ref()
+                        .expect("a request before the peer's Hello");
                     let ad = advert(&remote.protocols, |a| a.id, protocol).unwrap_or_else(|| {
                         panic!("{conn}: request on {protocol}, which the peer never advertised")
                     });
@@ -580,10 +622,18 @@ impl Harness {
                     ..
                 }) => {
                     assert_eq!(protocol, APP, "only the declared protocol reaches the app");
-                    assert!(payload.len() <= APP_MAX_REQUEST, "an oversized request reached the app");
-                    assert!(!self.is_closed(id.conn()), "a request from a closed connection");
                     assert!(
-                        self.waiting.insert(id, self.now + APP_ANSWER_WITHIN).is_none(),
+                        payload.len() <= APP_MAX_REQUEST,
+                        "an oversized request reached the app"
+                    );
+                    assert!(
+                        !self.is_closed(id.conn()),
+                        "a request from a closed connection"
+                    );
+                    assert!(
+                        self.waiting
+                            .insert(id, self.now + APP_ANSWER_WITHIN)
+                            .is_none(),
                         "{id:?} handed to the application twice while waiting"
                     );
                     self.inbound_seen.push(id);
@@ -591,9 +641,15 @@ impl Harness {
                 Action::Notify(NodeEvent::GossipReceived {
                     id, topic, payload, ..
                 }) => {
-                    assert!(topic == VOTES || topic == NEWS, "built-in gossip reached the app");
+                    assert!(
+                        topic == VOTES || topic == NEWS,
+                        "built-in gossip reached the app"
+                    );
                     assert_eq!(id.topic(), topic);
-                    assert!(payload.len() <= TOPIC_MAX, "oversized gossip reached the app");
+                    assert!(
+                        payload.len() <= TOPIC_MAX,
+                        "oversized gossip reached the app"
+                    );
                     if topic == VOTES {
                         if self.pending.len() >= VOTES_MAX_PENDING {
                             self.pending.pop_front();
@@ -623,13 +679,23 @@ impl Harness {
             "{waiting} inbound requests waiting on {} connections",
             st.connections
         );
-        assert_eq!(waiting, self.waiting.len(), "inbound_waiting() vs the model");
+        assert_eq!(
+            waiting,
+            self.waiting.len(),
+            "inbound_waiting() vs the model"
+        );
         let pending = self.m.gossip_pending();
-        assert!(pending <= VOTES_MAX_PENDING, "{pending} gossip messages pending");
+        assert!(
+            pending <= VOTES_MAX_PENDING,
+            "{pending} gossip messages pending"
+        );
         assert_eq!(pending, self.pending.len(), "gossip_pending() vs the model");
         for (conn, log) in &self.conns {
             if log.old_hello {
-                assert!(self.is_closed(*conn), "{conn}: a v1 Hello left the connection open");
+                assert!(
+                    self.is_closed(*conn),
+                    "{conn}: a v1 Hello left the connection open"
+                );
                 assert_eq!(
                     log.last_goodbye,
                     Some(GoodbyeReason::IncompatibleVersion),
@@ -652,8 +718,26 @@ impl Harness {
                 "a timer is still due after handle_timeout"
             );
             self.drain();
+            self.expire();
+            assert_eq!(
+                self.m.inbound_waiting(),
+                self.waiting.len(),
+                "inbound_waiting() vs the model at {:?}",
+                self.now
+            );
+            assert_eq!(
+                self.m.gossip_pending(),
+                self.pending.len(),
+                "gossip_pending() vs the model at {:?}",
+                self.now
+            );
         }
         self.now = until;
+        self.expire();
+    }
+
+    /// The model's deadlines: what is due by now was refused or dropped.
+    fn expire(&mut self) {
         let now = self.now;
         self.waiting.retain(|_, at| *at > now);
         self.pending.retain(|(_, at)| *at > now);
@@ -727,7 +811,7 @@ impl Harness {
                 len,
                 fill: f,
             } => Message::Request {
-                id: u64::from(id),
+                id: u64::from(id % 16),
                 protocol: protocol_id(proto),
                 payload: fill(len, f),
             },
@@ -735,7 +819,7 @@ impl Harness {
                 let mut out = Vec::new();
                 for i in 0..u64::from(count % 80) {
                     Message::Request {
-                        id: u64::from(first) + i,
+                        id: u64::from(first % 16) + i,
                         protocol: APP,
                         payload: fill(len, i as u8),
                     }
@@ -824,14 +908,11 @@ impl Harness {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(script) = Script::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
-    };
+fuzz_target!(|script: Script| {
     let cfg = config(script.tight);
     let now = Instant::ZERO;
-    let m = PeerMachine::new(cfg.clone(), MemStore::new(Network::Devnet), now)
-        .expect("valid config");
+    let m =
+        PeerMachine::new(cfg.clone(), MemStore::new(Network::Devnet), now).expect("valid config");
     let mut h = Harness {
         m,
         ads: builtin::adverts(&cfg),
@@ -889,10 +970,9 @@ fuzz_target!(|data: &[u8]| {
                     );
                 }
             }
-            Step::Advance(ms, mul) => {
-                h.advance(Duration::from_millis(
-                    u64::from(ms) * (u64::from(mul % 4) + 1),
-                ));
+            Step::Advance(ms, scale) => {
+                let scale = [1, 10, 60, 240][usize::from(scale % 4)];
+                h.advance(Duration::from_millis(u64::from(ms % 1000) * scale));
             }
             Step::Written(n) => {
                 let log = h.log(conn);
@@ -944,12 +1024,23 @@ fuzz_target!(|data: &[u8]| {
                 );
                 h.drain();
                 if protocol == NO_PROTOCOL {
-                    assert!(h.done.contains(&id), "a request on an undeclared protocol is pending");
+                    assert!(
+                        h.done.contains(&id),
+                        "a request on an undeclared protocol is pending"
+                    );
                 }
                 let sent = h.conns.get(&conn).map_or(0, |l| l.requests_out.len());
                 if let (Some((how, len, code)), true) = (reply, sent > sent_before) {
                     let pick = 0;
-                    let b = h.frame_bytes(conn, Frame::Reply { pick, how, len, code });
+                    let b = h.frame_bytes(
+                        conn,
+                        Frame::Reply {
+                            pick,
+                            how,
+                            len,
+                            code,
+                        },
+                    );
                     h.feed(conn, &b);
                 }
             }
@@ -974,8 +1065,8 @@ fuzz_target!(|data: &[u8]| {
                 let Some(&id) = latest(&h.gossip_seen, pick) else {
                     continue;
                 };
-                let verdict = [Verdict::Accept, Verdict::Reject, Verdict::Ignore]
-                    [usize::from(verdict % 3)];
+                let verdict =
+                    [Verdict::Accept, Verdict::Reject, Verdict::Ignore][usize::from(verdict % 3)];
                 let got = h.m.validate(h.now, id, verdict);
                 let expected = match h.pending.iter().position(|(g, _)| *g == id) {
                     Some(i) => {
@@ -986,7 +1077,11 @@ fuzz_target!(|data: &[u8]| {
                 };
                 assert_eq!(got, expected, "validate({id:?})");
             }
-            Step::Publish { topic, len, fill: f } => {
+            Step::Publish {
+                topic,
+                len,
+                fill: f,
+            } => {
                 let topic = [VOTES, NEWS, NO_TOPIC][usize::from(topic % 3)];
                 let payload = fill(len, f);
                 let big = payload.len() > TOPIC_MAX;

@@ -22,7 +22,7 @@
 //! next two ping intervals, on the same connection).
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -459,19 +459,23 @@ impl World {
                     );
                     self.net.drain(node);
                     self.scan(node);
-                    let undeclared = protocol == NO_PROTOCOL || (protocol == APP && self.plain(node));
+                    let undeclared =
+                        protocol == NO_PROTOCOL || (protocol == APP && self.plain(node));
                     if undeclared {
                         assert!(
                             self.lives[node].done.contains(&q),
                             "node {node}: a request on an undeclared protocol is pending"
                         );
                         let from = self.lives[node].events_from;
-                        let result = self.net.events(node)[from..].iter().find_map(|(_, e)| match e {
-                            NodeEvent::RequestDone { id, result, .. } if *id == q => {
-                                Some(result.clone())
-                            }
-                            _ => None,
-                        });
+                        let result =
+                            self.net.events(node)[from..]
+                                .iter()
+                                .find_map(|(_, e)| match e {
+                                    NodeEvent::RequestDone { id, result, .. } if *id == q => {
+                                        Some(result.clone())
+                                    }
+                                    _ => None,
+                                });
                         assert!(
                             matches!(
                                 result,
@@ -554,7 +558,11 @@ impl World {
                     [Verdict::Accept, Verdict::Reject, Verdict::Ignore][usize::from(verdict % 3)];
                 let got = self.net.machine(node).validate(now, gid, verdict);
                 if judged {
-                    assert_eq!(got, Err(HandleError::Unknown), "node {node}: {gid:?} judged twice");
+                    assert_eq!(
+                        got,
+                        Err(HandleError::Unknown),
+                        "node {node}: {gid:?} judged twice"
+                    );
                 }
                 if got.is_ok() {
                     self.lives[node].judged.insert(gid);
@@ -577,10 +585,7 @@ impl World {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(s) = Script::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
-    };
+fuzz_target!(|s: Script| {
     let split = s.split;
     let mut w = World {
         s,
