@@ -46,14 +46,12 @@ async fn start(
     (node, state)
 }
 
-/// Waits (bounded) until `h` has `n` peers.
+/// Waits (bounded) until `h` has `n` peers: woken by its events, not by a timer.
 async fn until_peers(h: &NodeHandle, n: usize) {
+    let mut events = h.subscribe();
     tokio::time::timeout(LIMIT, async {
-        loop {
-            if h.status().await.unwrap().peers.len() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        while h.status().await.unwrap().peers.len() < n {
+            let _ = events.recv().await;
         }
     })
     .await
