@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timed_core::{DownReason, NodeEvent};
 use timed_tokio::NodeHandle;
-use tokio::sync::broadcast::error::RecvError;
+use timed_tokio::RecvError;
 use tracing::info;
 
 /// Shared between the watcher tasks and the HTTP API.

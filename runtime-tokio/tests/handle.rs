@@ -10,10 +10,9 @@ use timed_core::{
     Config, DownReason, GoodbyeReason, MemStore, Network, NodeEvent, NodeId, QueryError,
     RequestBody,
 };
-use timed_tokio::{Node, NodeHandle, RuntimeOptions};
+use timed_tokio::{Events, Node, NodeHandle, RecvError, RuntimeOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 
 const NET: Network = Network::Devnet;
 /// Bound on every real-time wait in these tests.
@@ -37,17 +36,14 @@ async fn start(cfg: Config, store: MemStore) -> Node<MemStore> {
 }
 
 /// Waits (bounded by [`LIMIT`]) for the first event matching `f`.
-async fn next_event<T>(
-    rx: &mut broadcast::Receiver<NodeEvent>,
-    f: impl FnMut(&NodeEvent) -> Option<T>,
-) -> T {
+async fn next_event<T>(rx: &mut Events, f: impl FnMut(&NodeEvent) -> Option<T>) -> T {
     next_event_within(rx, LIMIT, f).await
 }
 
 /// Waits for the first event matching `f`, at most `limit` (virtual time when the clock is
 /// paused: a missing event then fails at once instead of hanging).
 async fn next_event_within<T>(
-    rx: &mut broadcast::Receiver<NodeEvent>,
+    rx: &mut Events,
     limit: Duration,
     mut f: impl FnMut(&NodeEvent) -> Option<T>,
 ) -> T {
@@ -59,8 +55,8 @@ async fn next_event_within<T>(
                         return v;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => panic!("node stopped"),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("node stopped"),
             }
         }
     };
@@ -69,7 +65,7 @@ async fn next_event_within<T>(
         .expect("event in time")
 }
 
-async fn peer_up(rx: &mut broadcast::Receiver<NodeEvent>, who: NodeId) {
+async fn peer_up(rx: &mut Events, who: NodeId) {
     next_event(rx, |e| {
         matches!(e, NodeEvent::PeerUp { peer, .. } if *peer == who).then_some(())
     })
@@ -114,14 +110,7 @@ async fn silent_peer() -> (SocketAddr, NodeId) {
 }
 
 /// Starts a node, connects it to a silent peer with the real clock, then pauses the clock.
-async fn node_with_silent_peer(
-    cfg: Config,
-) -> (
-    Node<MemStore>,
-    NodeHandle,
-    broadcast::Receiver<NodeEvent>,
-    NodeId,
-) {
+async fn node_with_silent_peer(cfg: Config) -> (Node<MemStore>, NodeHandle, Events, NodeId) {
     let (addr, silent) = silent_peer().await;
     let node = start(cfg, MemStore::new(NET)).await;
     let h = node.handle();
@@ -182,28 +171,21 @@ async fn the_clock_is_tokios_so_a_paused_runtime_runs_the_machine_in_virtual_tim
     assert!(h.status().await.is_ok());
 }
 
-// ---- the shared conformance scenarios (timed_tokio::conformance) ----------------------------
+// ---- the shared conformance scenarios (timed_runtime::conformance) --------------------------
 
-use timed_tokio::conformance::{self, TokioHarness};
-
-#[tokio::test]
-async fn conformance_two_nodes_connect_and_answer_queries() {
-    conformance::two_nodes_connect_and_answer_queries(&TokioHarness, &TokioHarness).await;
+/// Runs a scenario on a fresh two-worker tokio runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
 }
 
-#[tokio::test]
-async fn conformance_a_tiny_transport_window_still_moves_everything_because_writes_are_reported() {
-    conformance::a_tiny_transport_window_still_moves_everything(&TokioHarness, &TokioHarness).await;
-}
-
-#[tokio::test]
-async fn conformance_shutdown_says_goodbye_to_every_peer_and_hands_back_the_store() {
-    conformance::shutdown_says_goodbye_to_every_peer(&TokioHarness, &TokioHarness).await;
-}
-
-#[tokio::test]
-async fn conformance_a_dial_to_a_closed_port_is_reported_as_a_failed_connection() {
-    conformance::a_dial_to_a_closed_port_is_reported(&TokioHarness).await;
+mod conformance {
+    use super::block_on;
+    timed_runtime::conformance_tests!(block_on, timed_tokio::Tokio::current());
 }
 
 #[tokio::test]

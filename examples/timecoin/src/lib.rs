@@ -11,7 +11,8 @@
 //! - [`state`]: the application's data and its sans-IO answers: one function per protocol,
 //!   used unchanged by a tokio node, the simulator and tests.
 //! - [`fork_check`]: the majority rule of the fork consensus check.
-//! - [`service`]: the glue for a tokio node ([`timed_tokio::NodeHandle`]).
+//! - [`service`]: the glue for a running node ([`timed_runtime::NodeHandle`]), on any
+//!   runtime: tokio, smol, async-std.
 //!
 //! ```no_run
 //! # async fn demo(config: timed_core::Config, store: timed_core::MemStore) {
@@ -22,7 +23,9 @@
 //! protocols::declare(&mut config);
 //! let node = timed_tokio::spawn(config, store, Default::default()).await.unwrap();
 //! let state = Arc::new(Mutex::new(TimeCoinState::default()));
-//! service::spawn(node.handle(), state.clone()).await.unwrap();
+//! service::spawn(&timed_tokio::Tokio::current(), node.handle(), state.clone())
+//!     .await
+//!     .unwrap();
 //! let verdict = service::fork_consensus_check(&node.handle(), 10).await;
 //! println!("{verdict:?}");
 //! # }

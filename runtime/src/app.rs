@@ -8,7 +8,7 @@
 //! refused by the machine at the protocol's deadline. A message on a topic nobody listens to
 //! is ignored (never forwarded unvalidated).
 
-use crate::{Command, NodeHandle, NodeStopped};
+use crate::handle::{Command, NodeHandle, NodeStopped};
 use std::collections::HashMap;
 use timed_core::protocol::{Protocol, Topic};
 use timed_core::{
@@ -189,17 +189,20 @@ impl NodeHandle {
 
     /// Starts receiving peers' requests on `protocol` (declared in `Config::protocols`).
     /// At most `queue` wait in the channel; more are refused `TooManyRequests`. A second
-    /// call replaces the first server.
+    /// call replaces the first server. Returns once the node routes the protocol here: a
+    /// request read after that reaches this receiver.
     pub async fn serve(
         &self,
         protocol: ProtocolId,
         queue: usize,
     ) -> Result<mpsc::Receiver<Incoming>, NodeStopped> {
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let (done, routed) = oneshot::channel();
         self.cmd
-            .send(Command::Serve { protocol, tx })
+            .send(Command::Serve { protocol, tx, done })
             .await
             .map_err(|_| NodeStopped)?;
+        routed.await.map_err(|_| NodeStopped)?;
         Ok(rx)
     }
 
@@ -231,17 +234,19 @@ impl NodeHandle {
 
     /// Starts receiving new messages on `topic`. When the topic validates, each must be
     /// judged with [`validate`](Self::validate); messages that find the channel full are
-    /// ignored (not forwarded).
+    /// ignored (not forwarded). Returns once the node routes the topic here.
     pub async fn gossip(
         &self,
         topic: TopicId,
         queue: usize,
     ) -> Result<mpsc::Receiver<GossipMessage>, NodeStopped> {
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let (done, routed) = oneshot::channel();
         self.cmd
-            .send(Command::Listen { topic, tx })
+            .send(Command::Listen { topic, tx, done })
             .await
             .map_err(|_| NodeStopped)?;
+        routed.await.map_err(|_| NodeStopped)?;
         Ok(rx)
     }
 

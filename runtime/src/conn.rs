@@ -1,23 +1,19 @@
 //! The per-connection tasks: a dialer, a reader and a writer. They move bytes and report
 //! what happened; they decide nothing.
 
+use crate::runtime::{timeout, Runtime, Stream};
+use futures::future::{FutureExt, RemoteHandle};
+use futures::io::{AsyncReadExt, AsyncWriteExt};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 use timed_core::{CloseKind, ConnId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tracing::{debug, trace, Instrument, Span};
 
-use crate::RuntimeOptions;
-
 /// What connection tasks tell the driver.
-#[derive(Debug)]
-pub(crate) enum Inbox {
-    Connected { conn: ConnId, stream: TcpStream },
+pub(crate) enum Inbox<R: Runtime> {
+    Connected { conn: ConnId, stream: Stream<R> },
     DialFailed { conn: ConnId, error: String },
     Bytes { conn: ConnId, data: Vec<u8> },
     Written { conn: ConnId, bytes: usize },
@@ -32,7 +28,38 @@ pub(crate) enum WriteCmd {
     Close,
 }
 
-pub(crate) fn close_kind(e: &std::io::Error) -> CloseKind {
+/// The driver's side of one connection's tasks.
+pub(crate) struct Pipes {
+    pub(crate) write: mpsc::UnboundedSender<WriteCmd>,
+    pub(crate) pause: watch::Sender<bool>,
+}
+
+/// The tasks' side, handed over when the socket is open.
+pub(crate) struct PipeEnds {
+    writes: mpsc::UnboundedReceiver<WriteCmd>,
+    pause: watch::Receiver<bool>,
+}
+
+pub(crate) fn pipes() -> (Pipes, PipeEnds) {
+    let (write, writes) = mpsc::unbounded_channel();
+    let (pause, pause_rx) = watch::channel(false);
+    (
+        Pipes { write, pause },
+        PipeEnds {
+            writes,
+            pause: pause_rx,
+        },
+    )
+}
+
+/// Sizes and times the tasks work with (from `RuntimeOptions`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IoLimits {
+    pub(crate) read_buffer: usize,
+    pub(crate) linger: Duration,
+}
+
+fn close_kind(e: &std::io::Error) -> CloseKind {
     match e.kind() {
         ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
             CloseKind::Reset
@@ -42,16 +69,19 @@ pub(crate) fn close_kind(e: &std::io::Error) -> CloseKind {
     }
 }
 
-pub(crate) fn spawn_dial(
+pub(crate) fn spawn_dial<R: Runtime>(
+    rt: &R,
     conn: ConnId,
     addr: SocketAddr,
-    timeout: Duration,
-    inbox: mpsc::Sender<Inbox>,
+    limit: Duration,
+    inbox: mpsc::Sender<Inbox<R>>,
     span: Span,
 ) {
-    tokio::spawn(
+    let connect = rt.connect(addr);
+    let rt2 = rt.clone();
+    rt.spawn(
         async move {
-            let msg = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            let msg = match timeout(&rt2, limit, connect).await {
                 Ok(Ok(stream)) => Inbox::Connected { conn, stream },
                 Ok(Err(e)) => Inbox::DialFailed {
                     conn,
@@ -59,7 +89,7 @@ pub(crate) fn spawn_dial(
                 },
                 Err(_) => Inbox::DialFailed {
                     conn,
-                    error: format!("no answer within {timeout:?}"),
+                    error: format!("no answer within {limit:?}"),
                 },
             };
             let _ = inbox.send(msg).await;
@@ -68,34 +98,43 @@ pub(crate) fn spawn_dial(
     );
 }
 
-/// Starts the reader and writer of an open connection. Returns the writer's handle; the
-/// writer owns the reader's (it stops it after lingering).
-pub(crate) fn spawn_io(
+/// Starts the reader and writer of an open connection. The returned handle is the writer's
+/// (dropping it cancels the writer); the writer owns the reader's.
+pub(crate) fn spawn_io<R: Runtime>(
+    rt: &R,
     conn: ConnId,
-    stream: TcpStream,
-    inbox: mpsc::Sender<Inbox>,
-    writes: mpsc::UnboundedReceiver<WriteCmd>,
-    pause: watch::Receiver<bool>,
-    opts: &RuntimeOptions,
+    stream: Stream<R>,
+    inbox: mpsc::Sender<Inbox<R>>,
+    ends: PipeEnds,
+    limits: IoLimits,
     span: Span,
-) -> JoinHandle<()> {
-    let (read_buffer, linger) = (opts.read_buffer, opts.linger);
-    // Pings and pongs are tiny and latency-sensitive; the machine already batches bulk data.
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
-    let reader =
-        tokio::spawn(reader(conn, rd, inbox.clone(), pause, read_buffer).instrument(span.clone()));
-    tokio::spawn(writer(conn, wr, inbox, writes, reader, linger).instrument(span))
+) -> RemoteHandle<()> {
+    let (reading, reader) = read_loop(conn, stream.reader, inbox.clone(), ends.pause, limits)
+        .instrument(span.clone())
+        .remote_handle();
+    rt.spawn(reading);
+    let write = write_loop(
+        rt.clone(),
+        conn,
+        stream.writer,
+        inbox,
+        ends.writes,
+        reader,
+        limits,
+    );
+    let (writing, writer) = write.instrument(span).remote_handle();
+    rt.spawn(writing);
+    writer
 }
 
-async fn reader(
+async fn read_loop<R: Runtime>(
     conn: ConnId,
-    mut half: OwnedReadHalf,
-    inbox: mpsc::Sender<Inbox>,
+    mut half: R::Reader,
+    inbox: mpsc::Sender<Inbox<R>>,
     mut pause: watch::Receiver<bool>,
-    buf_size: usize,
+    limits: IoLimits,
 ) {
-    let mut buf = vec![0u8; buf_size.max(1)];
+    let mut buf = vec![0u8; limits.read_buffer.max(1)];
     loop {
         // PauseRead: stop reading (the kernel's receive window then pushes back on the peer)
         // until ResumeRead. If the driver forgot this connection, drain freely.
@@ -111,14 +150,8 @@ async fn reader(
             },
             Ok(n) => {
                 trace!(bytes = n, "read");
-                if inbox
-                    .send(Inbox::Bytes {
-                        conn,
-                        data: buf[..n].to_vec(),
-                    })
-                    .await
-                    .is_err()
-                {
+                let data = buf.get(..n).unwrap_or_default().to_vec();
+                if inbox.send(Inbox::Bytes { conn, data }).await.is_err() {
                     return;
                 }
                 continue;
@@ -136,13 +169,14 @@ async fn reader(
     }
 }
 
-async fn writer(
+async fn write_loop<R: Runtime>(
+    rt: R,
     conn: ConnId,
-    mut half: OwnedWriteHalf,
-    inbox: mpsc::Sender<Inbox>,
+    mut half: R::Writer,
+    inbox: mpsc::Sender<Inbox<R>>,
     mut writes: mpsc::UnboundedReceiver<WriteCmd>,
-    mut reader: JoinHandle<()>,
-    linger: Duration,
+    mut reader: RemoteHandle<()>,
+    limits: IoLimits,
 ) {
     // `None`: the driver dropped us (the transport already reported the connection closed):
     // flush what is queued and end the same way as a close.
@@ -151,33 +185,22 @@ async fn writer(
             WriteCmd::Data(data) => {
                 if let Err(e) = half.write_all(&data).await {
                     debug!(error = %e, "write failed");
-                    let _ = inbox
-                        .send(Inbox::Closed {
-                            conn,
-                            kind: close_kind(&e),
-                        })
-                        .await;
-                    reader.abort();
-                    return;
+                    let kind = close_kind(&e);
+                    let _ = inbox.send(Inbox::Closed { conn, kind }).await;
+                    return; // dropping `reader` cancels it
                 }
                 trace!(bytes = data.len(), "written");
-                let _ = inbox
-                    .send(Inbox::Written {
-                        conn,
-                        bytes: data.len(),
-                    })
-                    .await;
+                let bytes = data.len();
+                let _ = inbox.send(Inbox::Written { conn, bytes }).await;
             }
             WriteCmd::Close => break,
         }
     }
-    let _ = half.flush().await;
-    let _ = half.shutdown().await;
+    // Flush, then FIN (the `Runtime::Writer` contract for `close`).
+    let _ = half.close().await;
     // Closing a socket with unread input makes the kernel send a reset, which can destroy our
     // last frames (the Goodbye) before the peer reads them. Keep reading until the peer closes
-    // its side too, or the linger time is up.
-    if tokio::time::timeout(linger, &mut reader).await.is_err() {
-        reader.abort();
-    }
+    // its side too, or the linger time is up (then dropping `reader` cancels it).
+    let _ = timeout(&rt, limits.linger, &mut reader).await;
     debug!("closed");
 }

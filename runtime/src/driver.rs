@@ -1,38 +1,48 @@
-//! The task that owns the machine.
+//! The task that owns the machine: it feeds the machine every input and carries out every
+//! action, on whatever runtime `R` is.
 
 use crate::app::{GossipMessage, Incoming, Routes};
-use crate::conn::{self, Inbox, WriteCmd};
-use crate::{Clock, Command, Exit, RuntimeOptions};
+use crate::conn::{self, Inbox, IoLimits, PipeEnds, Pipes, WriteCmd};
+use crate::handle::{Command, Exit};
+use crate::log::log_event;
+use crate::runtime::{far_saturating_add, Runtime, Stream};
+use crate::{Clock, RuntimeOptions};
+use futures::future::RemoteHandle;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 use timed_core::{
-    Action, ConnId, Direction, DownReason, GoodbyeReason, InboundId, Input, NodeEvent, NodeId,
-    PeerMachine, ProtocolId, QueryError, QueryId, RefuseReason, ResponseBody, Store, Verdict,
+    Action, ConnId, Direction, InboundId, Input, NodeEvent, NodeId, PeerMachine, ProtocolId,
+    QueryError, QueryId, RefuseReason, ResponseBody, Store, Verdict,
 };
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
-use tracing::{debug, error, info, info_span, trace, warn, Span};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info, info_span, warn, Span};
+
+/// After an accept error (typically out of file descriptors), accepting pauses this long
+/// instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 struct ConnEntry {
     span: Span,
-    write: mpsc::UnboundedSender<WriteCmd>,
-    pause: watch::Sender<bool>,
-    /// Receivers held until the dial completes and the I/O tasks start.
-    pending: Option<(mpsc::UnboundedReceiver<WriteCmd>, watch::Receiver<bool>)>,
+    pipes: Pipes,
+    /// The tasks' ends, held until the dial completes and the I/O tasks start.
+    pending: Option<PipeEnds>,
 }
 
-pub(crate) struct Driver<S: Store> {
+pub(crate) struct Driver<R: Runtime, S: Store> {
+    rt: R,
     machine: PeerMachine<S>,
     clock: Clock,
     opts: RuntimeOptions,
-    listener: Option<TcpListener>,
-    /// After an accept error (e.g. out of file descriptors), accepting resumes at this time.
-    accept_resume: Option<tokio::time::Instant>,
+    listener: Option<R::Listener>,
+    /// After an accept error, accepting resumes at this time.
+    accept_resume: Option<std::time::Instant>,
     events: broadcast::Sender<NodeEvent>,
-    inbox_tx: mpsc::Sender<Inbox>,
-    inbox_rx: mpsc::Receiver<Inbox>,
+    inbox_tx: mpsc::Sender<Inbox<R>>,
+    inbox_rx: mpsc::Receiver<Inbox<R>>,
     conns: HashMap<ConnId, ConnEntry>,
     queries: HashMap<QueryId, oneshot::Sender<Result<ResponseBody, QueryError>>>,
     requests: HashMap<QueryId, oneshot::Sender<Result<Vec<u8>, QueryError>>>,
@@ -40,58 +50,65 @@ pub(crate) struct Driver<S: Store> {
     /// For the `Incoming` requests handed to servers; weak, so the node still stops once
     /// every handle is gone.
     cmd: mpsc::WeakSender<Command>,
-    /// Writer tasks; awaited on shutdown so every Goodbye is flushed.
-    writers: JoinSet<()>,
+    /// Writer tasks; awaited on shutdown so every Goodbye is flushed, cancelled by dropping.
+    writers: FuturesUnordered<RemoteHandle<()>>,
     fatal: Option<String>,
 }
 
-impl<S: Store> Driver<S> {
-    pub(crate) fn new(
-        machine: PeerMachine<S>,
-        clock: Clock,
-        opts: RuntimeOptions,
-        listener: Option<TcpListener>,
-        events: broadcast::Sender<NodeEvent>,
-        cmd: mpsc::WeakSender<Command>,
-    ) -> Self {
-        let (inbox_tx, inbox_rx) = mpsc::channel(opts.inbox_capacity.max(1));
+/// What the driver is given at start.
+pub(crate) struct Parts<R: Runtime, S: Store> {
+    pub(crate) rt: R,
+    pub(crate) machine: PeerMachine<S>,
+    pub(crate) clock: Clock,
+    pub(crate) opts: RuntimeOptions,
+    pub(crate) listener: Option<R::Listener>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) cmd: mpsc::WeakSender<Command>,
+}
+
+impl<R: Runtime, S: Store> Driver<R, S> {
+    pub(crate) fn new(p: Parts<R, S>) -> Self {
+        let (inbox_tx, inbox_rx) = mpsc::channel(p.opts.inbox_capacity.max(1));
         Driver {
-            machine,
-            clock,
-            opts,
-            listener,
+            rt: p.rt,
+            machine: p.machine,
+            clock: p.clock,
+            opts: p.opts,
+            listener: p.listener,
             accept_resume: None,
-            events,
+            events: p.events,
             inbox_tx,
             inbox_rx,
             conns: HashMap::new(),
             queries: HashMap::new(),
             requests: HashMap::new(),
             routes: Routes::default(),
-            cmd,
-            writers: JoinSet::new(),
+            cmd: p.cmd,
+            writers: FuturesUnordered::new(),
             fatal: None,
         }
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> Exit<S> {
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
+        // The one timer, re-armed from `poll_timeout` whenever the deadline changes.
+        let mut timer: Option<Pin<Box<R::Sleep>>> = None;
+        let mut armed: Option<timed_core::Instant> = None;
         loop {
             self.drain_actions();
-            while self.writers.try_join_next().is_some() {}
+            // Reap finished writers (FuturesUnordered tracks readiness itself, so polling
+            // with a no-op waker loses nothing).
+            while let Some(Some(())) = self.writers.next().now_or_never() {}
             if self.machine.is_stopped() {
                 break;
             }
             let deadline = self.machine.poll_timeout();
-            if let Some(t) = deadline {
-                timer.as_mut().reset(self.clock.to_tokio(t));
+            if deadline != armed {
+                timer = deadline.map(|t| Box::pin(self.rt.sleep_until(self.clock.to_runtime(t))));
+                armed = deadline;
             }
-            let accepting = self.listener.is_some()
-                && self
-                    .accept_resume
-                    .is_none_or(|t| t <= tokio::time::Instant::now());
+            let accepting = self.listener.is_some() && self.accept_resume.is_none();
             let listener = self.listener.as_ref();
+            let rt = &self.rt;
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
@@ -99,13 +116,13 @@ impl<S: Store> Driver<S> {
                     None => self.machine.shutdown(self.clock.now()),
                 },
                 Some(msg) = self.inbox_rx.recv() => self.on_inbox(msg),
-                res = accept(listener), if accepting => self.on_accept(res),
-                _ = &mut timer, if deadline.is_some() => {
+                res = accept(rt, listener), if accepting => self.on_accept(res),
+                () = wait(&mut timer) => {
+                    timer = None;
+                    armed = None;
                     self.machine.handle_timeout(self.clock.now());
                 }
-                _ = sleep_until_opt(self.accept_resume), if self.accept_resume.is_some() => {
-                    self.accept_resume = None;
-                }
+                () = wait_until(rt, self.accept_resume) => self.accept_resume = None,
             }
         }
         self.finish().await
@@ -119,20 +136,24 @@ impl<S: Store> Driver<S> {
         // Connections the machine no longer tracks but whose writer is still open (there
         // should be none after `shutdown`): close them too.
         for (_, entry) in self.conns.drain() {
-            let _ = entry.write.send(WriteCmd::Close);
+            let _ = entry.pipes.write.send(WriteCmd::Close);
         }
         for (_, reply) in self.queries.drain() {
             let _ = reply.send(Err(QueryError::ShuttingDown));
         }
-        let deadline = tokio::time::Instant::now() + self.opts.shutdown_timeout;
+        for (_, reply) in self.requests.drain() {
+            let _ = reply.send(Err(QueryError::ShuttingDown));
+        }
+        let deadline = far_saturating_add(R::now(), self.opts.shutdown_timeout);
+        let mut out_of_time = Box::pin(self.rt.sleep_until(deadline));
         // Keep draining the inbox meanwhile so no reader or writer blocks on a full channel.
         loop {
             tokio::select! {
-                joined = self.writers.join_next() => if joined.is_none() { break },
+                joined = self.writers.next() => if joined.is_none() { break },
                 Some(_) = self.inbox_rx.recv() => {}
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut out_of_time => {
                     warn!(left = self.writers.len(), "shutdown: connections did not flush in time; closing them");
-                    self.writers.abort_all();
+                    self.writers.clear(); // dropping the handles cancels the writers
                     break;
                 }
             }
@@ -171,7 +192,10 @@ impl<S: Store> Driver<S> {
                 let id = self.machine.request(now, peer, protocol, payload);
                 self.requests.insert(id, reply);
             }
-            Command::Serve { protocol, tx } => self.routes.serve(protocol, tx),
+            Command::Serve { protocol, tx, done } => {
+                self.routes.serve(protocol, tx);
+                let _ = done.send(());
+            }
             Command::Respond { id, result } => {
                 if let Err(e) = self.machine.respond(now, id, result) {
                     debug!(error = %e, "answer to a peer's request not sent");
@@ -184,7 +208,10 @@ impl<S: Store> Driver<S> {
             } => {
                 let _ = reply.send(self.machine.publish(now, topic, payload));
             }
-            Command::Listen { topic, tx } => self.routes.listen(topic, tx),
+            Command::Listen { topic, tx, done } => {
+                self.routes.listen(topic, tx);
+                let _ = done.send(());
+            }
             Command::Validate { id, verdict } => {
                 if let Err(e) = self.machine.validate(now, id, verdict) {
                     debug!(error = %e, "verdict on a gossip message not applied");
@@ -193,20 +220,20 @@ impl<S: Store> Driver<S> {
         }
     }
 
-    fn on_inbox(&mut self, msg: Inbox) {
+    fn on_inbox(&mut self, msg: Inbox<R>) {
         let now = self.clock.now();
         match msg {
             Inbox::Connected { conn, stream } => {
                 let Some(entry) = self.conns.get_mut(&conn) else {
-                    // The machine gave up on this dial meanwhile; drop the socket.
+                    // The machine gave up on this dial meanwhile; dropping the socket closes it.
                     return;
                 };
-                let Some((writes, pause)) = entry.pending.take() else {
+                let Some(ends) = entry.pending.take() else {
                     return;
                 };
                 let span = entry.span.clone();
                 span.in_scope(|| debug!("connected"));
-                self.start_io(conn, stream, writes, pause, span);
+                self.start_io(conn, stream, ends, span);
                 self.machine.handle(now, Input::Connected { conn });
             }
             Inbox::DialFailed { conn, error } => {
@@ -238,55 +265,38 @@ impl<S: Store> Driver<S> {
         }
     }
 
-    fn on_accept(&mut self, res: std::io::Result<(TcpStream, SocketAddr)>) {
+    fn on_accept(&mut self, res: std::io::Result<(Stream<R>, SocketAddr)>) {
         match res {
             Ok((stream, remote)) => match self.machine.accept(self.clock.now(), remote) {
                 Ok(conn) => {
                     let span = conn_span(conn, Direction::Inbound, remote);
                     span.in_scope(|| debug!("accepted"));
-                    let (write, writes) = mpsc::unbounded_channel();
-                    let (pause, pause_rx) = watch::channel(false);
-                    self.conns.insert(
-                        conn,
-                        ConnEntry {
-                            span: span.clone(),
-                            write,
-                            pause,
-                            pending: None,
-                        },
-                    );
-                    self.start_io(conn, stream, writes, pause_rx, span);
+                    let (pipes, ends) = conn::pipes();
+                    let entry = ConnEntry {
+                        span: span.clone(),
+                        pipes,
+                        pending: None,
+                    };
+                    self.conns.insert(conn, entry);
+                    self.start_io(conn, stream, ends, span);
                 }
                 Err(refused) => debug!(%remote, %refused, "inbound connection refused"),
             },
             Err(e) => {
-                // Typically out of file descriptors: back off briefly instead of spinning.
-                warn!(error = %e, "accept failed; pausing accepts for 100ms");
-                self.accept_resume = Some(tokio::time::Instant::now() + Duration::from_millis(100));
+                warn!(error = %e, "accept failed; pausing accepts for {ACCEPT_BACKOFF:?}");
+                self.accept_resume = Some(far_saturating_add(R::now(), ACCEPT_BACKOFF));
             }
         }
     }
 
-    fn start_io(
-        &mut self,
-        conn: ConnId,
-        stream: TcpStream,
-        writes: mpsc::UnboundedReceiver<WriteCmd>,
-        pause: watch::Receiver<bool>,
-        span: Span,
-    ) {
-        let writer = conn::spawn_io(
-            conn,
-            stream,
-            self.inbox_tx.clone(),
-            writes,
-            pause,
-            &self.opts,
-            span,
-        );
-        self.writers.spawn(async move {
-            let _ = writer.await;
-        });
+    fn start_io(&mut self, conn: ConnId, stream: Stream<R>, ends: PipeEnds, span: Span) {
+        let limits = IoLimits {
+            read_buffer: self.opts.read_buffer,
+            linger: self.opts.linger,
+        };
+        let inbox = self.inbox_tx.clone();
+        let writer = conn::spawn_io(&self.rt, conn, stream, inbox, ends, limits, span);
+        self.writers.push(writer);
     }
 
     /// Carries out every queued action, in order.
@@ -297,65 +307,71 @@ impl<S: Store> Driver<S> {
                     if let Some(entry) = self.conns.get(&conn) {
                         // Bounded in bytes by the machine's transport window (it only hands
                         // over more once we report `Written`).
-                        let _ = entry.write.send(WriteCmd::Data(data));
+                        let _ = entry.pipes.write.send(WriteCmd::Data(data));
                     }
                 }
                 Action::Close { conn } => {
                     if let Some(entry) = self.conns.remove(&conn) {
                         entry.span.in_scope(|| debug!("closing"));
-                        let _ = entry.write.send(WriteCmd::Close);
+                        let _ = entry.pipes.write.send(WriteCmd::Close);
                     }
                 }
-                Action::Dial { conn, addr } => {
-                    let span = conn_span(conn, Direction::Outbound, addr);
-                    span.in_scope(|| debug!("dialing"));
-                    let (write, writes) = mpsc::unbounded_channel();
-                    let (pause, pause_rx) = watch::channel(false);
-                    conn::spawn_dial(
-                        conn,
-                        addr,
-                        self.opts.connect_timeout,
-                        self.inbox_tx.clone(),
-                        span.clone(),
-                    );
-                    self.conns.insert(
-                        conn,
-                        ConnEntry {
-                            span,
-                            write,
-                            pause,
-                            pending: Some((writes, pause_rx)),
-                        },
-                    );
-                }
-                Action::PauseRead { conn } => {
-                    if let Some(entry) = self.conns.get(&conn) {
-                        entry.span.in_scope(|| debug!("pausing reads"));
-                        let _ = entry.pause.send(true);
-                    }
-                }
-                Action::ResumeRead { conn } => {
-                    if let Some(entry) = self.conns.get(&conn) {
-                        entry.span.in_scope(|| debug!("resuming reads"));
-                        let _ = entry.pause.send(false);
-                    }
-                }
+                Action::Dial { conn, addr } => self.dial(conn, addr),
+                Action::PauseRead { conn } => self.set_paused(conn, true),
+                Action::ResumeRead { conn } => self.set_paused(conn, false),
                 Action::Notify(event) => self.on_event(event),
             }
         }
     }
 
+    fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
+        let span = conn_span(conn, Direction::Outbound, addr);
+        span.in_scope(|| debug!("dialing"));
+        let (pipes, ends) = conn::pipes();
+        let limit = self.opts.connect_timeout;
+        conn::spawn_dial(
+            &self.rt,
+            conn,
+            addr,
+            limit,
+            self.inbox_tx.clone(),
+            span.clone(),
+        );
+        let entry = ConnEntry {
+            span,
+            pipes,
+            pending: Some(ends),
+        };
+        self.conns.insert(conn, entry);
+    }
+
+    fn set_paused(&mut self, conn: ConnId, paused: bool) {
+        if let Some(entry) = self.conns.get(&conn) {
+            let what = if paused {
+                "pausing reads"
+            } else {
+                "resuming reads"
+            };
+            entry.span.in_scope(|| debug!("{what}"));
+            let _ = entry.pipes.pause.send(paused);
+        }
+    }
+
     fn on_event(&mut self, event: NodeEvent) {
-        let span_of = |conns: &HashMap<ConnId, ConnEntry>, conn: ConnId| {
-            conns
+        log_event(&event, |conn| {
+            self.conns
                 .get(&conn)
                 .map(|e| e.span.clone())
                 .unwrap_or_else(Span::none)
-        };
+        });
         match &event {
             NodeEvent::RequestDone { id, result, .. } => {
-                trace!(query = %id, ok = result.is_ok(), "request done");
                 if let Some(reply) = self.requests.remove(id) {
+                    let _ = reply.send(result.clone());
+                }
+            }
+            NodeEvent::QueryDone { id, result } => {
+                if let Some(reply) = self.queries.remove(id) {
                     let _ = reply.send(result.clone());
                 }
             }
@@ -383,78 +399,13 @@ impl<S: Store> Driver<S> {
                     let _ = self.machine.validate(self.clock.now(), id, Verdict::Ignore);
                 }
             }
-            NodeEvent::QueryDone { id, result } => {
-                trace!(query = %id, ok = result.is_ok(), "query done");
-                if let Some(reply) = self.queries.remove(id) {
-                    let _ = reply.send(result.clone());
-                }
-            }
-            NodeEvent::PeerUp {
-                peer,
-                conn,
-                direction,
-                addr,
-            } => {
-                let span = span_of(&self.conns, *conn);
-                span.record("peer", tracing::field::display(peer.short()));
-                span.in_scope(
-                    || info!(peer = %peer, direction = direction.as_str(), %addr, "peer up"),
-                );
-            }
-            NodeEvent::PeerMoved { peer, from, to } => {
-                if let Some(e) = self.conns.get(to) {
-                    e.span.record("peer", tracing::field::display(peer.short()));
-                }
-                debug!(peer = %peer.short(), %from, %to, "peer moved to another connection");
-            }
-            NodeEvent::PeerDown { peer, conn, reason } => {
-                let span = span_of(&self.conns, *conn);
-                let _g = span.enter();
-                match reason {
-                    DownReason::GoodbyeReceived(r) => {
-                        info!(peer = %peer.short(), %conn, reason = r.as_str(), "peer down: it said goodbye ({r})")
-                    }
-                    DownReason::GoodbyeSent(GoodbyeReason::Shutdown) => {
-                        debug!(peer = %peer.short(), %conn, "peer down: we are shutting down")
-                    }
-                    _ => info!(peer = %peer.short(), %conn, reason = %reason, "peer down"),
-                }
-            }
-            NodeEvent::ConnFailed { conn, addr, reason } => {
-                debug!(%conn, %addr, %reason, "connection ended before the handshake completed")
-            }
-            NodeEvent::GoodbyeReceived {
-                conn,
-                reason,
-                detail,
-                ..
-            } => {
-                let span = span_of(&self.conns, *conn);
-                span.in_scope(|| debug!(reason = reason.as_str(), %detail, "peer said goodbye"));
-            }
-            NodeEvent::BlocksApplied { from, to, .. } => debug!(from, to, "blocks applied"),
-            NodeEvent::Reorg { fork, old_tip, to } => info!(fork, old_tip, to, "chain reorganised"),
-            NodeEvent::TxAccepted { id } => debug!(tx = %id, "transaction accepted"),
-            NodeEvent::Misbehaved {
-                peer,
-                addr,
-                what,
-                detail,
-            } => warn!(
-                peer = %peer.map(|p| p.short().to_string()).unwrap_or_else(|| "?".into()),
-                %addr, what = what.as_str(), %detail, "peer misbehaved: disconnected and banned"
-            ),
-            NodeEvent::Fatal { error } => {
-                error!(%error, "storage failure: the node stops");
-                self.fatal = Some(error.clone());
-            }
+            NodeEvent::Fatal { error } => self.fatal = Some(error.clone()),
+            _ => {}
         }
         // No receivers is fine.
         let _ = self.events.send(event);
     }
-}
 
-impl<S: Store> Driver<S> {
     fn route_request(
         &mut self,
         id: InboundId,
@@ -481,16 +432,31 @@ fn conn_span(conn: ConnId, dir: Direction, remote: SocketAddr) -> Span {
     info_span!("conn", id = %conn, dir = dir.as_str(), %remote, peer = tracing::field::Empty)
 }
 
-async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+async fn accept<R: Runtime>(
+    rt: &R,
+    listener: Option<&R::Listener>,
+) -> std::io::Result<(Stream<R>, SocketAddr)> {
     match listener {
-        Some(l) => l.accept().await,
+        Some(l) => rt.accept(l).await,
         None => std::future::pending().await,
     }
 }
 
-async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
+/// Resolves when `timer` fires; never, while there is none.
+async fn wait<F: std::future::Future>(timer: &mut Option<Pin<Box<F>>>) {
+    match timer {
+        Some(t) => {
+            t.as_mut().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_until<R: Runtime>(rt: &R, at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => {
+            rt.sleep_until(t).await;
+        }
         None => std::future::pending().await,
     }
 }
