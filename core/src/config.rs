@@ -90,11 +90,11 @@ pub struct Config {
     pub unix_time_at_zero: Option<u64>,
 
     /// The application's request/response protocols (ids from
-    /// [`APP_ID_MIN`](crate::protocol::APP_ID_MIN)), advertised in `Hello`. Default none.
+    /// [`APP_ID_MIN`]), advertised in `Hello`. Default none.
     pub protocols: Vec<ProtocolSpec>,
     /// The application's gossip topics, advertised in `Hello`. Default none.
     pub topics: Vec<TopicSpec>,
-    /// Block validity, fork choice and finality. Default [`DevnetRules`]: structure only,
+    /// Block validity, fork choice and finality. Default [`DevnetRules`](crate::DevnetRules): structure only,
     /// the higher chain wins, ties keep ours.
     pub rules: Rules,
 }

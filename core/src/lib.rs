@@ -20,6 +20,7 @@ pub mod machine;
 pub mod protocol;
 pub mod rng;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
 pub mod wire;
@@ -29,6 +30,7 @@ pub use chain::{
 };
 pub use config::{Config, ConfigError};
 pub use id::{ConnId, NodeId, QueryId};
+#[cfg(feature = "sim")]
 pub use machine::hot::Hop;
 pub use machine::{
     Action, CloseKind, Counters, Direction, DownReason, Input, Misbehaviour, NodeEvent,

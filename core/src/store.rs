@@ -84,11 +84,13 @@ impl MemStore {
     }
 
     /// Appends blocks without validation: for building test chains quickly.
+    #[cfg(any(test, feature = "testing"))]
     pub fn push_unchecked(&mut self, block: Block) {
         self.blocks.push(block);
     }
 
     /// Builds `n` empty blocks on the tip with times one second apart.
+    #[cfg(any(test, feature = "testing"))]
     pub fn extend_empty(&mut self, n: u64) {
         for _ in 0..n {
             let prev = &self.blocks[self.blocks.len() - 1].header;

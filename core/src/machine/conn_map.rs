@@ -110,6 +110,7 @@ impl<V> ConnMap<V> {
     }
 
     /// The key and value vectors themselves (for [`hot`](super::hot)).
+    #[cfg(feature = "sim")]
     pub fn raw(&self) -> (&[ConnId], &[V]) {
         (&self.keys, &self.vals)
     }

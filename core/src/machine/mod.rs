@@ -11,6 +11,7 @@ mod dial;
 mod dispatch;
 mod gossip;
 mod handshake;
+#[cfg(feature = "sim")]
 pub mod hot;
 mod inbound;
 mod io;

@@ -86,6 +86,7 @@ pub(crate) struct TimerTable {
 }
 
 impl TimerTable {
+    #[cfg(feature = "sim")]
     /// The storage every connection timer operation touches: the per-connection table and
     /// the connection heap, as `(address, bytes)` (for [`hot`](super::hot)).
     pub fn storage(&self, out: &mut impl FnMut(*const u8, usize)) {

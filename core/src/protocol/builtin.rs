@@ -2,7 +2,7 @@
 //!
 //! Block sync, fork probes, tip queries and peer exchange are request/response protocols;
 //! block announcements and transaction relay are topics. Their limits come from the
-//! [`Config`](crate::Config) (see [`protocols`] and [`topics`]).
+//! [`Config`] (see [`protocols`] and [`topics`]).
 
 use super::{ProtocolId, ProtocolSpec, TopicId, TopicSpec};
 use crate::chain::{Block, BlockHash};
