@@ -33,13 +33,14 @@ pub use id::{ConnId, NodeId, QueryId};
 #[cfg(feature = "sim")]
 pub use machine::hot::Hop;
 pub use machine::{
-    Action, CloseKind, Counters, Direction, DownReason, Input, Misbehaviour, NodeEvent,
-    PeerMachine, PeerStatus, ProtocolStats, QueryError, Refused, Status, TopicStats, TxError,
+    Action, CloseKind, CloseReason, Counters, Direction, DownReason, Input, Label, Misbehaviour,
+    NodeEvent, PeerMachine, PeerStatus, ProtocolStats, QueryError, QueryOutcome, Refused, Status,
+    Tally, TopicStats, TxError,
 };
 pub use protocol::{
     GossipId, HandleError, InboundId, MessageId, Protocol, ProtocolId, ProtocolSpec, PublishError,
     Topic, TopicId, TopicSpec, Verdict,
 };
-pub use store::{AddrEntry, MemStore, Store};
+pub use store::{AddrEntry, MemStore, Store, StoreFailure, StoreOp};
 pub use time::{Duration, Instant};
 pub use wire::{GoodbyeReason, PeerAddr, RefuseReason, RequestBody, ResponseBody};

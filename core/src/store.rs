@@ -9,8 +9,93 @@ use crate::chain::{Block, BlockHash, Header, Network};
 use crate::id::NodeId;
 use crate::wire::PeerAddr;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::error::Error;
 use core::fmt;
+
+/// What the machine was doing when its store failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StoreOp {
+    /// Reading the chain tip at start.
+    ReadTip,
+    /// Reading the block at this height (start, fork choice, answering a peer).
+    ReadBlock { height: u64 },
+    /// Reading the chain to answer a peer's request.
+    ServeRequest,
+    /// Writing blocks (sync, a reorg, a produced block).
+    WriteBlocks,
+    /// Reading the address book at start.
+    ReadAddrs,
+    /// Writing the address book.
+    WriteAddrs,
+}
+
+impl fmt::Display for StoreOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreOp::ReadTip => f.write_str("reading the chain tip"),
+            StoreOp::ReadBlock { height } => write!(f, "reading block {height}"),
+            StoreOp::ServeRequest => f.write_str("reading the chain to answer a peer"),
+            StoreOp::WriteBlocks => f.write_str("writing blocks"),
+            StoreOp::ReadAddrs => f.write_str("reading the address book"),
+            StoreOp::WriteAddrs => f.write_str("writing the address book"),
+        }
+    }
+}
+
+/// A store failure that stopped the machine ([`NodeEvent::Fatal`](crate::NodeEvent::Fatal)):
+/// the operation, and the store's own error as a value. `downcast_ref::<S::Error>()` gives
+/// back the store's type (`timed_store::StoreError` names the path and says what to do).
+#[derive(Clone, Debug)]
+pub struct StoreFailure {
+    pub op: StoreOp,
+    error: Arc<dyn Error + Send + Sync>,
+}
+
+impl StoreFailure {
+    pub fn new<E: Error + Send + Sync + 'static>(op: StoreOp, error: E) -> Self {
+        StoreFailure {
+            op,
+            error: Arc::new(error),
+        }
+    }
+
+    /// The store's error.
+    pub fn error(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.error
+    }
+
+    /// The store's error as its own type, if it is an `E`.
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.error.downcast_ref::<E>()
+    }
+}
+
+impl fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.op, self.error)
+    }
+}
+
+impl Error for StoreFailure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.error)
+    }
+}
+
+/// Two failures are equal when they are the same operation and the same error, or errors
+/// that read the same (errors have no equality of their own).
+impl PartialEq for StoreFailure {
+    fn eq(&self, other: &Self) -> bool {
+        use alloc::string::ToString;
+        self.op == other.op
+            && (Arc::ptr_eq(&self.error, &other.error)
+                || self.error.to_string() == other.error.to_string())
+    }
+}
+
+impl Eq for StoreFailure {}
 
 /// What the address book remembers about one address.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -23,9 +108,10 @@ pub struct AddrEntry {
 }
 
 pub trait Store {
-    /// An I/O failure. The machine stops on any store error and reports it; the message should
+    /// An I/O failure. The machine stops on any store error and reports it, as a value
+    /// ([`StoreFailure`]) the application can downcast back to this type; its message should
     /// name the path and the cause.
-    type Error: fmt::Display + fmt::Debug;
+    type Error: Error + Send + Sync + 'static;
 
     /// The persisted node identity, if one was created.
     fn identity(&self) -> Result<Option<NodeId>, Self::Error>;
@@ -68,6 +154,8 @@ impl fmt::Display for Never {
         match *self {}
     }
 }
+
+impl Error for Never {}
 
 impl MemStore {
     /// A store holding only `network`'s genesis block.

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use timed_core::testing::Switchboard;
 use timed_core::wire::{Decoded, FrameDecoder, Hello, Message, MAGIC, PROTOCOL_VERSION};
 use timed_core::{
-    Action, Config, ConnId, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId,
-    PeerMachine,
+    Action, CloseReason, Config, ConnId, Duration, GoodbyeReason, Input, Instant, MemStore,
+    Network, NodeEvent, NodeId, PeerMachine,
 };
 
 fn config(n: u8, port: u16) -> Config {
@@ -141,9 +141,7 @@ fn a_peer_trickling_an_endless_frame_is_dropped_at_the_ping_timeout() {
         r.m.status()
             .counters
             .conns_closed
-            .get("ping_timeout")
-            .copied()
-            .unwrap_or(0);
+            .get(CloseReason::Goodbye(GoodbyeReason::PingTimeout));
     assert_eq!(down, 1, "dropped for the ping timeout");
     assert!(r.now <= last_frame_at + ping_timeout + Duration::from_secs(60));
 }

@@ -12,8 +12,8 @@ use timed_core::protocol::{Protocol, ProtocolId, ProtocolSpec, Topic, TopicId, T
 use timed_core::testing::{NodeIx, Switchboard};
 use timed_core::wire::{Message, RefuseReason};
 use timed_core::{
-    Block, Config, GoodbyeReason, Header, MemStore, Network, NodeEvent, QueryError, QueryId, Rules,
-    Store, Verdict,
+    Block, Config, GoodbyeReason, Header, MemStore, Misbehaviour, Network, NodeEvent, QueryError,
+    QueryId, Rules, Store, Verdict,
 };
 
 fn machine_with(
@@ -370,7 +370,7 @@ fn a_rejected_message_bans_its_sender_and_an_ignored_one_goes_nowhere() {
     net.run_for(secs(1));
     assert_eq!(net.machine(b).peer_conn(id(1)), None);
     let st = net.machine(b).status();
-    assert_eq!(st.counters.misbehaviour.get("invalid_gossip"), Some(&1));
+    assert_eq!(st.counters.misbehaviour.get(Misbehaviour::InvalidGossip), 1);
     assert_eq!(st.topics[&Votes::SPEC.id].rejected, 1);
 }
 
@@ -470,8 +470,8 @@ fn a_block_the_applications_rules_reject_is_not_applied_and_bans_its_sender() {
             .status()
             .counters
             .misbehaviour
-            .get("invalid_block"),
-        Some(&1)
+            .get(Misbehaviour::InvalidBlock),
+        1
     );
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use timed_core::wire::Message;
-use timed_core::{Action, Config, GoodbyeReason, Input, MemStore, Network};
+use timed_core::{Action, CloseReason, Config, GoodbyeReason, Input, MemStore, Network};
 
 /// Small queues so a handful of block responses fill them.
 fn tight_config() -> Config {
@@ -50,8 +50,8 @@ fn a_peer_that_does_not_read_is_paused_then_dropped_as_a_slow_reader() {
         s.m.status()
             .counters
             .conns_closed
-            .get(GoodbyeReason::SlowReader.as_str()),
-        Some(&1)
+            .get(CloseReason::Goodbye(GoodbyeReason::SlowReader)),
+        1
     );
 }
 

@@ -6,7 +6,7 @@ use common::*;
 use std::collections::BTreeMap;
 use timed_core::testing::{NodeIx, Switchboard};
 use timed_core::wire::Message;
-use timed_core::{NodeEvent, QueryError, QueryId, RequestBody, ResponseBody};
+use timed_core::{NodeEvent, QueryError, QueryId, QueryOutcome, RequestBody, ResponseBody};
 
 /// Outcomes per query id seen by `node`.
 fn outcomes(
@@ -133,8 +133,14 @@ fn queries_over_the_in_flight_cap_are_refused_and_the_rest_still_end_once() {
         assert_eq!(o[q], vec![Err(want)], "query #{i}");
     }
     let by_outcome = net.machine(a).status().counters.queries;
-    assert_eq!(by_outcome.get("timeout"), Some(&(cap as u64)));
-    assert_eq!(by_outcome.get("over_cap"), Some(&5));
+    let failed = |e| by_outcome.get(QueryOutcome::Failed(e));
+    assert_eq!(failed(QueryError::Timeout), cap as u64);
+    assert_eq!(failed(QueryError::TooManyInFlight), 5);
+    assert_eq!(
+        by_outcome.by_label().get("over_cap"),
+        Some(&5),
+        "the metrics label"
+    );
 }
 
 #[test]

@@ -26,6 +26,8 @@ impl fmt::Display for DiskFull {
     }
 }
 
+impl std::error::Error for DiskFull {}
+
 impl Store for FlakyStore {
     type Error = DiskFull;
     fn identity(&self) -> Result<Option<NodeId>, DiskFull> {
@@ -143,10 +145,21 @@ fn a_full_disk_stops_the_node_with_the_cause_and_a_goodbye_to_every_peer() {
             );
         }
     }
-    let err = fatal.expect("the failure is reported");
+    let failure = fatal.expect("the failure is reported");
+    // The first write after the disk filled: the peer's address, or the blocks.
+    use timed_core::StoreOp;
     assert!(
-        err.contains("/data/store") && err.contains("full"),
-        "names the path and the cause: {err}"
+        matches!(failure.op, StoreOp::WriteAddrs | StoreOp::WriteBlocks),
+        "{failure:?}"
+    );
+    assert!(
+        failure.downcast_ref::<DiskFull>().is_some(),
+        "the store's own error comes back as a value: {failure:?}"
+    );
+    let err = failure.to_string();
+    assert!(
+        err.starts_with("writing ") && err.contains("/data/store") && err.contains("full"),
+        "names the operation, the path and the cause: {err}"
     );
     assert_eq!(goodbye, Some(GoodbyeReason::Shutdown), "peers are told");
     assert!(m.is_stopped());

@@ -62,7 +62,7 @@ async fn status(State(s): State<ApiState>) -> Response {
         "p2p_addr": s.p2p.map(|a| a.to_string()),
         "pings_sent": st.counters.pings_sent,
         "pongs_received": st.counters.pongs_received,
-        "conns_closed": st.counters.conns_closed,
+        "conns_closed": st.counters.conns_closed.by_label(),
         "goodbyes_received": observe::lock(&s.observed).goodbyes_received.clone(),
         "boot": st.boot,
         "protocols": protocols_json(&st.protocols),

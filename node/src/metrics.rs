@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use timed_core::machine::RTT_BUCKETS_MS;
 use timed_core::protocol::{ProtocolId, TopicId};
-use timed_core::{ProtocolStats, Status, TopicStats};
+use timed_core::{ProtocolStats, QueryError, QueryOutcome, Status, TopicStats};
 
 struct Out(String);
 
@@ -182,19 +182,31 @@ pub fn render(s: &Status, observed: &Observed, uptime_secs: u64) -> String {
         "timed_queries_total",
         "Application queries by outcome.",
         "outcome",
-        c.queries.iter().map(|(k, v)| (*k, *v)),
+        c.queries.by_label().into_iter(),
+    );
+    let mut refused = std::collections::BTreeMap::new();
+    for (outcome, n) in c.queries.iter() {
+        if let QueryOutcome::Failed(QueryError::Refused(r)) = outcome {
+            *refused.entry(r.as_str()).or_insert(0) += n;
+        }
+    }
+    o.by_label(
+        "timed_queries_refused_total",
+        "Queries the peer refused, by its reason.",
+        "reason",
+        refused.into_iter(),
     );
     o.by_label(
         "timed_misbehaviour_total",
         "Peers disconnected and banned, by reason.",
         "reason",
-        c.misbehaviour.iter().map(|(k, v)| (*k, *v)),
+        c.misbehaviour.by_label().into_iter(),
     );
     o.by_label(
         "timed_connections_closed_total",
         "Connections closed, by reason.",
         "reason",
-        c.conns_closed.iter().map(|(k, v)| (*k, *v)),
+        c.conns_closed.by_label().into_iter(),
     );
     o.by_label(
         "timed_goodbyes_received_total",

@@ -133,7 +133,12 @@ async fn a_query_to_a_silent_peer_times_out_at_exactly_the_query_timeout_in_virt
     assert!(waited >= Duration::from_secs(10), "{waited:?}");
     assert!(waited < Duration::from_millis(10_100), "{waited:?}");
     let st = h.status().await.unwrap();
-    assert_eq!(st.counters.queries.get("timeout"), Some(&1));
+    assert_eq!(
+        st.counters
+            .queries
+            .get(timed_core::QueryOutcome::Failed(QueryError::Timeout)),
+        1
+    );
 }
 
 #[tokio::test]

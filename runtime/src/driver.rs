@@ -52,7 +52,7 @@ pub(crate) struct Driver<R: Runtime, S: Store> {
     cmd: mpsc::WeakSender<Command>,
     /// Writer tasks; awaited on shutdown so every Goodbye is flushed, cancelled by dropping.
     writers: FuturesUnordered<RemoteHandle<()>>,
-    fatal: Option<String>,
+    fatal: Option<timed_core::StoreFailure>,
 }
 
 /// What the driver is given at start.

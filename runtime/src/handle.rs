@@ -22,8 +22,9 @@ pub struct NodeStopped;
 pub struct Exit<S> {
     /// The store, handed back so the caller can close it (drop) or reuse it (tests).
     pub store: S,
-    /// Set when the machine stopped because of a store failure.
-    pub fatal: Option<String>,
+    /// Set when the machine stopped because of a store failure: the operation and the
+    /// store's own error (`fatal.downcast_ref::<S::Error>()`).
+    pub fatal: Option<timed_core::StoreFailure>,
 }
 
 /// A request from a handle to the driver, answered on its `reply` channel.

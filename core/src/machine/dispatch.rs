@@ -4,7 +4,6 @@
 use super::conn::ConnState;
 use super::io::QueryError;
 use super::io::{Action, DownReason, Misbehaviour, NodeEvent};
-use super::status::Counters;
 use super::PeerMachine;
 use crate::id::ConnId;
 use crate::store::Store;
@@ -114,7 +113,9 @@ impl<S: Store> PeerMachine<S> {
             return;
         };
         if let MessageRef::Goodbye(g) = msg {
-            Counters::bump(&mut self.counters.goodbyes_received, g.reason.as_str());
+            self.counters
+                .goodbyes_received
+                .bump(super::status::fold_goodbye(g.reason));
             let peer = self.conns.get(&conn).and_then(|c| c.node_id());
             let mut detail = g.detail;
             if detail.len() > 512 {
@@ -244,7 +245,7 @@ impl<S: Store> PeerMachine<S> {
         if what == Misbehaviour::Protocol {
             self.counters.protocol_errors += 1;
         }
-        Counters::bump(&mut self.counters.misbehaviour, what.as_str());
+        self.counters.misbehaviour.bump(what);
         self.bans.ban(node, addr.ip(), now + self.cfg.ban_duration);
         self.actions
             .push_back(Action::Notify(NodeEvent::Misbehaved {

@@ -119,7 +119,7 @@ impl fmt::Display for DownReason {
 }
 
 /// How a query ended, when it did not end with a response.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum QueryError {
     /// No response within `Config::query_timeout`.
     Timeout,
@@ -343,5 +343,5 @@ pub enum NodeEvent {
         detail: String,
     },
     /// The store failed; the machine has stopped. Restart after fixing the cause.
-    Fatal { error: String },
+    Fatal { error: crate::store::StoreFailure },
 }

@@ -25,7 +25,9 @@ pub use io::{
     Action, CloseKind, Direction, DownReason, Input, Misbehaviour, NodeEvent, QueryError, Refused,
     TxError,
 };
-pub use status::{Counters, PeerStatus, Status, RTT_BUCKETS_MS};
+pub use status::{
+    CloseReason, Counters, Label, PeerStatus, QueryOutcome, Status, Tally, RTT_BUCKETS_MS,
+};
 
 /// Most addresses sent or accepted in one `Peers` response.
 pub(crate) const MAX_ADDRS_PER_RESPONSE: usize = 100;
@@ -902,7 +904,7 @@ impl<S: Store> PeerMachine<S> {
         c.closing = true;
         let (dir, addr, state, node, lived) =
             (c.dir, c.addr, c.state, c.node_id(), now - c.established_at);
-        Counters::bump(&mut self.counters.conns_closed, reason_label(reason));
+        self.counters.conns_closed.bump(reason.into());
 
         // A takeover may be waiting on this connection's fate: it just died, so the newcomer wins.
         let candidate = self.candidate_for(conn);
@@ -974,21 +976,13 @@ impl<S: Store> PeerMachine<S> {
     }
 
     /// A store failure: report it and stop, keeping whatever the store already committed.
-    fn fatal(&mut self, now: Instant, error: String) {
+    fn fatal(&mut self, now: Instant, op: crate::store::StoreOp, error: S::Error) {
         if self.stopped {
             return;
         }
+        let error = crate::store::StoreFailure::new(op, error);
         self.actions
             .push_back(Action::Notify(NodeEvent::Fatal { error }));
         self.stop(now, "node stopped: storage failure");
-    }
-}
-
-/// Stable label of a close reason, for counters and metrics.
-pub fn reason_label(reason: DownReason) -> &'static str {
-    match reason {
-        DownReason::GoodbyeSent(r) | DownReason::GoodbyeReceived(r) => r.as_str(),
-        DownReason::Closed(k) => k.as_str(),
-        DownReason::Replaced => "replaced",
     }
 }

@@ -181,11 +181,9 @@ impl<S: Store> PeerMachine<S> {
     }
 
     pub(crate) fn finish_query(&mut self, id: QueryId, result: Result<ResponseBody, QueryError>) {
-        let label = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.as_str(),
-        };
-        super::status::Counters::bump(&mut self.counters.queries, label);
+        self.counters
+            .queries
+            .bump(super::status::QueryOutcome::of(&result));
         self.actions
             .push_back(Action::Notify(NodeEvent::QueryDone { id, result }));
     }
@@ -196,11 +194,9 @@ impl<S: Store> PeerMachine<S> {
         protocol: ProtocolId,
         result: Result<Vec<u8>, QueryError>,
     ) {
-        let label = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.as_str(),
-        };
-        super::status::Counters::bump(&mut self.counters.queries, label);
+        self.counters
+            .queries
+            .bump(super::status::QueryOutcome::of(&result));
         self.actions
             .push_back(Action::Notify(NodeEvent::RequestDone {
                 id,

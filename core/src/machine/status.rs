@@ -2,10 +2,11 @@
 
 use crate::chain::{BlockHash, Network};
 use crate::id::{ConnId, NodeId};
-use crate::machine::io::Direction;
+use crate::machine::io::{CloseKind, Direction, DownReason, Misbehaviour, QueryError};
 use crate::machine::{ProtocolStats, TopicStats};
 use crate::protocol::{ProtocolId, TopicId};
 use crate::time::{Duration, Instant};
+use crate::wire::{GoodbyeReason, RefuseReason};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -67,8 +68,8 @@ pub struct PeerStatus {
 pub struct Counters {
     pub conns_inbound: u64,
     pub conns_outbound: u64,
-    /// Connections closed, by reason (`DownReason` flattened to a stable label).
-    pub conns_closed: BTreeMap<&'static str, u64>,
+    /// Connections closed, by reason (either side's goodbye, or the transport's).
+    pub conns_closed: Tally<CloseReason>,
     pub dials: u64,
     pub dial_failures: u64,
     /// Peers that came up again after having been lost.
@@ -86,15 +87,16 @@ pub struct Counters {
     /// Histogram of RTT samples; see [`RTT_BUCKETS_MS`].
     pub rtt_buckets: [u64; RTT_BUCKETS_MS.len() + 1],
     pub rtt_sum_us: u64,
-    /// Application queries by outcome (`ok`, or a `QueryError` label).
-    pub queries: BTreeMap<&'static str, u64>,
-    pub misbehaviour: BTreeMap<&'static str, u64>,
+    /// Queries and requests by outcome (a refusal keeps its reason).
+    pub queries: Tally<QueryOutcome>,
+    /// Peers banned, by what they did.
+    pub misbehaviour: Tally<Misbehaviour>,
     pub blocks_applied: u64,
     pub reorgs: u64,
     pub txs_accepted: u64,
     pub duplicates_resolved: u64,
     /// Goodbyes peers sent us, by reason (`conns_closed` counts every close, either side).
-    pub goodbyes_received: BTreeMap<&'static str, u64>,
+    pub goodbyes_received: Tally<GoodbyeReason>,
 }
 
 impl Counters {
@@ -107,8 +109,148 @@ impl Counters {
         self.rtt_buckets[idx] += 1;
         self.rtt_sum_us = self.rtt_sum_us.saturating_add(rtt.as_micros());
     }
+}
 
-    pub(crate) fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
-        *map.entry(key).or_insert(0) += 1;
+/// A counter key: an enum with a stable snake_case label for metrics and JSON. Several keys
+/// may share a label (every refusal is `refused`); [`Tally::by_label`] sums them.
+pub trait Label: Copy + Ord {
+    fn label(self) -> &'static str;
+}
+
+/// Counts by key. Keys a peer can choose (goodbye and refusal codes) are folded so that the
+/// tally stays within the named variants plus one `other` each, whatever peers send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally<K> {
+    counts: BTreeMap<K, u64>,
+}
+
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Tally {
+            counts: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Label> Tally<K> {
+    pub(crate) fn bump(&mut self, key: K) {
+        *self.counts.entry(key).or_insert(0) += 1;
+    }
+
+    /// The count of `key` (0 if never seen).
+    pub fn get(&self, key: K) -> u64 {
+        self.counts.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Every key seen, in key order, with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (K, u64)> + '_ {
+        self.counts.iter().map(|(k, v)| (*k, *v))
+    }
+
+    /// Counts summed by label, in label order: what metrics and JSON show.
+    pub fn by_label(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for (k, v) in self.iter() {
+            *out.entry(k.label()).or_insert(0) += v;
+        }
+        out
+    }
+
+    /// The sum of every count.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+/// Why a connection closed, for [`Counters::conns_closed`]: a goodbye (ours or the peer's:
+/// the reason is what matters, [`DownReason`] says who), the transport, or a takeover.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum CloseReason {
+    Goodbye(GoodbyeReason),
+    Transport(CloseKind),
+    Replaced,
+}
+
+impl From<DownReason> for CloseReason {
+    fn from(r: DownReason) -> Self {
+        match r {
+            DownReason::GoodbyeSent(g) | DownReason::GoodbyeReceived(g) => {
+                CloseReason::Goodbye(fold_goodbye(g))
+            }
+            DownReason::Closed(k) => CloseReason::Transport(k),
+            DownReason::Replaced => CloseReason::Replaced,
+        }
+    }
+}
+
+impl Label for CloseReason {
+    fn label(self) -> &'static str {
+        match self {
+            CloseReason::Goodbye(g) => g.as_str(),
+            CloseReason::Transport(k) => k.as_str(),
+            CloseReason::Replaced => "replaced",
+        }
+    }
+}
+
+/// How a query or request ended, for [`Counters::queries`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum QueryOutcome {
+    /// A response arrived.
+    Answered,
+    Failed(QueryError),
+}
+
+impl QueryOutcome {
+    pub(crate) fn of<T>(result: &Result<T, QueryError>) -> Self {
+        match result {
+            Ok(_) => QueryOutcome::Answered,
+            Err(QueryError::Refused(r)) => {
+                QueryOutcome::Failed(QueryError::Refused(fold_refusal(*r)))
+            }
+            Err(e) => QueryOutcome::Failed(*e),
+        }
+    }
+}
+
+impl Label for QueryOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            QueryOutcome::Answered => "ok",
+            QueryOutcome::Failed(e) => e.as_str(),
+        }
+    }
+}
+
+impl Label for Misbehaviour {
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for GoodbyeReason {
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// A peer-chosen goodbye code becomes one `Other` key.
+pub(crate) fn fold_goodbye(g: GoodbyeReason) -> GoodbyeReason {
+    match g {
+        GoodbyeReason::Other(_) => GoodbyeReason::Other(0),
+        g => g,
+    }
+}
+
+/// A peer-chosen refusal code becomes one key per kind (`App`, `Other`).
+fn fold_refusal(r: RefuseReason) -> RefuseReason {
+    match r {
+        RefuseReason::App(_) => RefuseReason::App(0),
+        RefuseReason::Other(_) => RefuseReason::Other(0),
+        r => r,
     }
 }

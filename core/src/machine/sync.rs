@@ -16,7 +16,7 @@ use super::PeerMachine;
 use crate::chain::{Block, BlockHash, ChainTip, Header, RuleContext, Tx, TxId};
 use crate::id::{ConnId, NodeId};
 use crate::protocol::{builtin, TopicId, Verdict};
-use crate::store::{AddrEntry, Store};
+use crate::store::{AddrEntry, Store, StoreOp};
 use crate::time::{Duration, Instant};
 use crate::wire::{PeerAddr, RefuseReason, RequestBody, ResponseBody};
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -133,9 +133,8 @@ impl ChainState {
 impl<S: Store> PeerMachine<S> {
     /// Loads the tip and the address book, and arms the chain timers.
     pub(crate) fn chain_start(&mut self, now: Instant) {
-        match self.load_tip() {
-            Ok(()) => {}
-            Err(e) => return self.fatal(now, e),
+        if let Err((op, e)) = self.load_tip() {
+            return self.fatal(now, op, e);
         }
         match self.store.addrs() {
             Ok(list) => {
@@ -143,7 +142,7 @@ impl<S: Store> PeerMachine<S> {
                     self.chain.book.put(e);
                 }
             }
-            Err(e) => return self.fatal(now, format!("reading the address book: {e}")),
+            Err(e) => return self.fatal(now, StoreOp::ReadAddrs, e),
         }
         self.timers
             .set(Timer::PeerExchange, now + self.cfg.peer_exchange_interval);
@@ -154,15 +153,12 @@ impl<S: Store> PeerMachine<S> {
         self.top_up_outbound(now);
     }
 
-    fn load_tip(&mut self) -> Result<(), alloc::string::String> {
-        let (h, hash) = self
-            .store
-            .tip()
-            .map_err(|e| format!("reading the chain tip: {e}"))?;
+    fn load_tip(&mut self) -> Result<(), (StoreOp, S::Error)> {
+        let (h, hash) = self.store.tip().map_err(|e| (StoreOp::ReadTip, e))?;
         let header = self
             .store
             .header_at(h)
-            .map_err(|e| format!("reading block {h}: {e}"))?;
+            .map_err(|e| (StoreOp::ReadBlock { height: h }, e))?;
         self.chain.tip = (h, hash);
         self.chain.tip_header = header;
         Ok(())
@@ -289,7 +285,7 @@ impl<S: Store> PeerMachine<S> {
             RequestBody::Peers => Ok(ResponseBody::Peers(self.addrs_for(conn))),
         };
         result.map_err(|e| {
-            self.fatal(now, format!("reading the chain to answer a peer: {e}"));
+            self.fatal(now, StoreOp::ServeRequest, e);
             RefuseReason::Unavailable
         })
     }
@@ -675,7 +671,7 @@ impl<S: Store> PeerMachine<S> {
     ) {
         let old_tip = self.chain.tip.0;
         if let Err(e) = self.store.apply(rollback_to, &blocks) {
-            return self.fatal(now, format!("writing blocks: {e}"));
+            return self.fatal(now, StoreOp::WriteBlocks, e);
         }
         let Some(last) = blocks.last() else { return };
         let from = blocks[0].header.height;
@@ -765,7 +761,7 @@ impl<S: Store> PeerMachine<S> {
     ) {
         let ours = match self.store.hash_at(height) {
             Ok(h) => h,
-            Err(e) => return self.fatal(now, format!("reading block {height}: {e}")),
+            Err(e) => return self.fatal(now, StoreOp::ReadBlock { height }, e),
         };
         let Some(fork) = self
             .chain
@@ -848,7 +844,10 @@ impl<S: Store> PeerMachine<S> {
         let base = match self.store.header_at(fork.lo) {
             Ok(Some(h)) => h,
             Ok(None) => return,
-            Err(e) => return self.fatal(now, format!("reading block {}: {e}", fork.lo)),
+            Err(e) => {
+                let height = fork.lo;
+                return self.fatal(now, StoreOp::ReadBlock { height }, e);
+            }
         };
         let wall = self.wall_secs(now);
         let rules = self.cfg.rules.clone();
@@ -1100,7 +1099,7 @@ impl<S: Store> PeerMachine<S> {
         }
         if let Err(err) = self.store.put_addr(entry) {
             let now = self.now;
-            self.fatal(now, format!("writing the address book: {err}"));
+            self.fatal(now, StoreOp::WriteAddrs, err);
         }
     }
 
@@ -1108,7 +1107,7 @@ impl<S: Store> PeerMachine<S> {
         self.chain.book.remove(&addr);
         if let Err(err) = self.store.remove_addr(addr) {
             let now = self.now;
-            self.fatal(now, format!("writing the address book: {err}"));
+            self.fatal(now, StoreOp::WriteAddrs, err);
         }
     }
 
@@ -1134,7 +1133,7 @@ impl<S: Store> PeerMachine<S> {
             self.chain.book.put(entry);
             if let Err(err) = self.store.put_addr(entry) {
                 let now = self.now;
-                self.fatal(now, format!("writing the address book: {err}"));
+                self.fatal(now, StoreOp::WriteAddrs, err);
             }
         }
     }

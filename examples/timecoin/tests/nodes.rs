@@ -202,7 +202,7 @@ async fn the_time_coin_protocols_run_over_the_cores_connections<R: Runtime>(rt: 
     let st = ha.status().await.unwrap();
     let mn_stats = &st.protocols[&Masternodes::SPEC.id];
     assert!(mn_stats.requests_in >= 1);
-    assert_eq!(st.counters.misbehaviour.len(), 0);
+    assert!(st.counters.misbehaviour.is_empty());
     for n in [ha, hb, hc, plain.handle()] {
         n.shutdown().await;
     }

@@ -258,7 +258,7 @@ impl NodeModel for Machine {
                 },
                 NodeEvent::PeerDown { conn, reason, .. } => ModelEvent::PeerDown {
                     conn: conn.0,
-                    reason: timed_core::machine::reason_label(reason),
+                    reason: timed_core::Label::label(timed_core::CloseReason::from(reason)),
                 },
                 NodeEvent::QueryDone { id, result } => ModelEvent::QueryDone {
                     id: id.0,
@@ -298,7 +298,7 @@ impl NodeModel for Machine {
                 NodeEvent::Misbehaved {
                     what, detail, addr, ..
                 } => ModelEvent::Misbehaved(format!("{} from {addr}: {detail}", what.as_str())),
-                NodeEvent::Fatal { error } => ModelEvent::Fatal(error),
+                NodeEvent::Fatal { error } => ModelEvent::Fatal(error.to_string()),
                 other => ModelEvent::Note(format!("{other:?}")),
             }),
         })
