@@ -72,11 +72,27 @@ impl fmt::Display for ShortId {
     }
 }
 
-/// A connection, as numbered by the machine. Assigned on `accept` or `dial`, never reused.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
-)]
-pub struct ConnId(pub u64);
+/// A connection, as numbered by the machine. Assigned on `accept` or `dial`, never reused;
+/// only the machine makes them, so an id in hand is one the machine gave out.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    pub(crate) const fn new(n: u64) -> Self {
+        ConnId(n)
+    }
+
+    /// The number, for logs and APIs.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// An id from its number: for a simulator that carries ids through its own tables.
+    #[cfg(feature = "sim")]
+    pub const fn from_raw(n: u64) -> Self {
+        ConnId(n)
+    }
+}
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,10 +102,19 @@ impl fmt::Display for ConnId {
 
 /// An application query, as numbered by the machine. Each one ends exactly once with a
 /// [`NodeEvent::QueryDone`](crate::NodeEvent::QueryDone).
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
-)]
-pub struct QueryId(pub u64);
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize)]
+pub struct QueryId(u64);
+
+impl QueryId {
+    pub(crate) const fn new(n: u64) -> Self {
+        QueryId(n)
+    }
+
+    /// The number, for logs and APIs.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for QueryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -151,7 +151,8 @@ impl Switchboard {
 
     // ---- the transport operations a driver performs ----------------------------------------
 
-    pub fn send(&mut self, node: NodeIx, conn: ConnId, data: Vec<u8>) {
+    pub fn send(&mut self, node: NodeIx, conn: ConnId, data: impl Into<crate::wire::Payload>) {
+        let data = data.into().into_vec();
         let from = End { node, conn };
         let len = data.len();
         if let Some(&to) = self.peer_of.get(&from) {

@@ -12,8 +12,8 @@ use timed_core::protocol::{Protocol, ProtocolId, ProtocolSpec, Topic, TopicId, T
 use timed_core::testing::{NodeIx, Switchboard};
 use timed_core::wire::{Message, RefuseReason};
 use timed_core::{
-    Block, Config, GoodbyeReason, Header, MemStore, Misbehaviour, Network, NodeEvent, QueryError,
-    QueryId, Rules, Store, Verdict,
+    Action, Block, Config, GoodbyeReason, Header, MemStore, Misbehaviour, Network, NodeEvent,
+    QueryError, QueryId, Rules, Store, Verdict,
 };
 
 fn machine_with(
@@ -636,4 +636,44 @@ fn a_fork_choice_rule_that_breaks_ties_makes_equal_height_branches_converge() {
             );
         }
     }
+}
+
+/// A message published to many peers is encoded once: every connection's `Send` carries the
+/// same shared buffer, so a block gossiped to N peers costs one copy, not N.
+#[test]
+fn gossip_to_many_peers_shares_one_encoding() {
+    let mut net = Switchboard::new();
+    let a = add_app(&mut net, 1, "127.0.0.1:7000", &[]);
+    for n in 2..=4u8 {
+        let listen = format!("127.0.0.1:{}", 7000 + u16::from(n));
+        add_app(&mut net, n, &listen, &["127.0.0.1:7000"]);
+    }
+    net.run_for(secs(2));
+    assert_eq!(net.machine(a).status().peers.len(), 3);
+    let now = net.now();
+    let m = net.machine(a);
+    m.publish(
+        now,
+        Votes::SPEC.id,
+        Votes::encode(&Vote {
+            height: 9,
+            voter: 1,
+        }),
+    )
+    .unwrap();
+    let mut sent = Vec::new();
+    while let Some(action) = m.poll_action() {
+        if let Action::Send { data, .. } = action {
+            sent.push(data);
+        }
+    }
+    assert_eq!(sent.len(), 3, "one frame per peer");
+    let shared: Vec<_> = sent
+        .iter()
+        .map(|p| match p {
+            timed_core::wire::Payload::Shared(s) => s.clone(),
+            other => panic!("gossip sent as an owned copy: {other:?}"),
+        })
+        .collect();
+    assert!(shared.iter().all(|s| std::sync::Arc::ptr_eq(s, &shared[0])));
 }

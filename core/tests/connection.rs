@@ -634,6 +634,9 @@ fn a_recycled_send_buffer_carries_the_next_frame() {
             _ => continue,
         }
     };
+    let timed_core::wire::Payload::Owned(pong) = pong else {
+        panic!("a pong is the machine's own buffer, not shared");
+    };
     assert_eq!(
         pong.capacity(),
         1000,

@@ -136,7 +136,7 @@ async fn peers(State(s): State<ApiState>) -> Response {
         .map(|p| {
             json!({
                 "node_id": p.node_id.to_hex(),
-                "conn_id": p.conn.0,
+                "conn_id": p.conn.get(),
                 "direction": p.direction.as_str(),
                 "remote_addr": p.remote_addr.to_string(),
                 "rtt_ms": p.rtt.map(|r| r.as_micros() as f64 / 1000.0),

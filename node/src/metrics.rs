@@ -182,7 +182,7 @@ pub fn render(s: &Status, observed: &Observed, uptime_secs: u64) -> String {
         "timed_queries_total",
         "Application queries by outcome.",
         "outcome",
-        c.queries.by_label().into_iter(),
+        c.queries.by_label(),
     );
     let mut refused = std::collections::BTreeMap::new();
     for (outcome, n) in c.queries.iter() {
@@ -194,19 +194,19 @@ pub fn render(s: &Status, observed: &Observed, uptime_secs: u64) -> String {
         "timed_queries_refused_total",
         "Queries the peer refused, by its reason.",
         "reason",
-        refused.into_iter(),
+        refused,
     );
     o.by_label(
         "timed_misbehaviour_total",
         "Peers disconnected and banned, by reason.",
         "reason",
-        c.misbehaviour.by_label().into_iter(),
+        c.misbehaviour.by_label(),
     );
     o.by_label(
         "timed_connections_closed_total",
         "Connections closed, by reason.",
         "reason",
-        c.conns_closed.by_label().into_iter(),
+        c.conns_closed.by_label(),
     );
     o.by_label(
         "timed_goodbyes_received_total",

@@ -23,7 +23,7 @@ pub(crate) enum Inbox<R: Runtime> {
 /// What the driver tells a writer.
 #[derive(Debug)]
 pub(crate) enum WriteCmd {
-    Data(Vec<u8>),
+    Data(timed_core::wire::Payload),
     /// Flush everything before this, send FIN, linger, close.
     Close,
 }

@@ -144,7 +144,7 @@ pub(crate) struct Conn {
 
 #[derive(Debug)]
 pub(crate) struct Frame {
-    pub bytes: Vec<u8>,
+    pub bytes: crate::wire::Payload,
     pub is_response: bool,
 }
 

@@ -146,7 +146,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let id = ConnId(x >> 8 & 63);
+            let id = ConnId::new(x >> 8 & 63);
             match x >> 20 & 3 {
                 0 => assert_eq!(m.insert(id, step), model.insert(id, step)),
                 1 => assert_eq!(m.remove(&id), model.remove(&id)),

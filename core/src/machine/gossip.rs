@@ -18,7 +18,7 @@ use crate::protocol::{
 };
 use crate::store::Store;
 use crate::time::Instant;
-use crate::wire::MessageRef;
+use crate::wire::{MessageRef, Payload};
 use alloc::vec::Vec;
 
 impl<S: Store> PeerMachine<S> {
@@ -89,6 +89,8 @@ impl<S: Store> PeerMachine<S> {
         if let Some(t) = self.app.topic_mut(topic) {
             t.stats.sent += targets.len() as u64;
         }
+        // One encoding, shared by every peer's queue (and by the driver writing it).
+        let frame = Payload::Shared(frame.into());
         for conn in targets {
             self.send_frame(conn, frame.clone(), false);
         }

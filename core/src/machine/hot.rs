@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(runs.len(), 1, "a timer names every connection");
 
         runs.clear();
-        m.hot_lines(Some(ConnId(999)), Hop::Conn, |p, n| runs.push((p, n)));
+        m.hot_lines(Some(ConnId::new(999)), Hop::Conn, |p, n| runs.push((p, n)));
         assert!(runs.is_empty(), "an unknown connection names nothing");
 
         runs.clear();

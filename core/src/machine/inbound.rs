@@ -187,7 +187,7 @@ impl<S: Store> PeerMachine<S> {
         }
         crate::wire::message::end_frame(&mut frame, at);
         self.app.count_response_bytes(protocol, frame.len(), 0);
-        self.send_frame(conn, frame, true);
+        self.send_frame(conn, frame.into(), true);
     }
 }
 

@@ -69,7 +69,7 @@ pub enum Action {
     /// [`Input::Written`].
     Send {
         conn: ConnId,
-        data: Vec<u8>,
+        data: crate::wire::Payload,
     },
     /// Flush what was sent on `conn`, then close it. The machine has forgotten `conn`; later
     /// inputs for it are ignored.

@@ -39,7 +39,7 @@ use crate::protocol::{ProtocolId, Registry};
 use crate::rng::Rng;
 use crate::store::Store;
 use crate::time::{Duration, Instant};
-use crate::wire::{Goodbye, GoodbyeReason, Message, RequestBody};
+use crate::wire::{Goodbye, GoodbyeReason, Message, Payload, RequestBody};
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
@@ -338,10 +338,13 @@ impl<S: Store> PeerMachine<S> {
     ///
     /// Optional. A driver that drops the buffers loses only the reuse; one that recycles
     /// them sends pings, pongs and other small frames without touching the allocator. The
-    /// machine keeps a bounded number of small buffers and drops the rest.
-    pub fn recycle(&mut self, buf: Vec<u8>) {
-        if self.spare.len() < SPARE_MAX && buf.capacity() <= SPARE_CAPACITY_MAX {
-            self.spare.push(buf);
+    /// machine keeps a bounded number of small buffers and drops the rest (and every
+    /// [`Payload::Shared`] one: other connections may still hold it).
+    pub fn recycle(&mut self, buf: impl Into<Payload>) {
+        if let Payload::Owned(buf) = buf.into() {
+            if self.spare.len() < SPARE_MAX && buf.capacity() <= SPARE_CAPACITY_MAX {
+                self.spare.push(buf);
+            }
         }
     }
 
@@ -534,7 +537,7 @@ impl<S: Store> PeerMachine<S> {
         addr: SocketAddr,
         state: ConnState,
     ) -> ConnId {
-        let id = ConnId(self.next_conn);
+        let id = ConnId::new(self.next_conn);
         self.next_conn += 1;
         self.conns.insert(
             id,
@@ -741,7 +744,7 @@ impl<S: Store> PeerMachine<S> {
         if kind.is_control() {
             self.send_control(conn, frame);
         } else {
-            self.send_frame(conn, frame, is_response);
+            self.send_frame(conn, frame.into(), is_response);
         }
     }
 
@@ -778,7 +781,10 @@ impl<S: Store> PeerMachine<S> {
             c.in_transport += frame.len();
             self.counters.frames_out += 1;
             self.counters.bytes_out += frame.len() as u64;
-            self.actions.push_back(Action::Send { conn, data: frame });
+            self.actions.push_back(Action::Send {
+                conn,
+                data: frame.into(),
+            });
             return self.check_send_queue(conn);
         }
         c.queued += frame.len();
@@ -786,8 +792,8 @@ impl<S: Store> PeerMachine<S> {
         self.flush(conn);
     }
 
-    /// Queues an encoded bulk frame (gossip encodes once and queues the bytes everywhere).
-    fn send_frame(&mut self, conn: ConnId, bytes: Vec<u8>, is_response: bool) {
+    /// Queues an encoded bulk frame (gossip encodes once and shares the bytes everywhere).
+    fn send_frame(&mut self, conn: ConnId, bytes: Payload, is_response: bool) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -826,7 +832,7 @@ impl<S: Store> PeerMachine<S> {
         }
         while c.in_transport < window {
             let bytes = if let Some(b) = c.control.pop_front() {
-                b
+                Payload::Owned(b)
             } else if let Some(f) = c.bulk.pop_front() {
                 if f.is_response {
                     c.responses_queued -= 1;
@@ -887,7 +893,10 @@ impl<S: Store> PeerMachine<S> {
             }));
             self.counters.frames_out += 1;
             self.counters.bytes_out += frame.len() as u64;
-            self.actions.push_back(Action::Send { conn, data: frame });
+            self.actions.push_back(Action::Send {
+                conn,
+                data: frame.into(),
+            });
         }
         self.actions.push_back(Action::Close { conn });
         self.drop_conn(now, conn, DownReason::GoodbyeSent(reason));

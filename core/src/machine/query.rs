@@ -110,7 +110,7 @@ impl<S: Store> PeerMachine<S> {
         }
         self.app.count_out(protocol, frame.len());
         self.timers.set(Timer::Request(conn, id), deadline);
-        self.send_frame(conn, frame, false);
+        self.send_frame(conn, frame.into(), false);
         Ok(())
     }
 
@@ -206,7 +206,7 @@ impl<S: Store> PeerMachine<S> {
     }
 
     fn next_query_id(&mut self) -> QueryId {
-        let id = QueryId(self.next_query);
+        let id = QueryId::new(self.next_query);
         self.next_query += 1;
         id
     }

@@ -436,10 +436,10 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let timer = match x % 5 {
-                0 => Timer::Ping(ConnId(x >> 8 & 15)),
-                1 => Timer::Idle(ConnId(x >> 8 & 15)),
-                2 => Timer::Request(ConnId(x >> 8 & 3), x >> 12 & 7),
-                3 => Timer::Handshake(ConnId(x >> 8 & 15)),
+                0 => Timer::Ping(ConnId::new(x >> 8 & 15)),
+                1 => Timer::Idle(ConnId::new(x >> 8 & 15)),
+                2 => Timer::Request(ConnId::new(x >> 8 & 3), x >> 12 & 7),
+                3 => Timer::Handshake(ConnId::new(x >> 8 & 15)),
                 _ => Timer::Sync,
             };
             match x >> 20 & 7 {
@@ -449,7 +449,7 @@ mod tests {
                     model.insert(timer, at);
                 }
                 4 if x >> 30 & 7 == 0 => {
-                    let conn = ConnId(x >> 8 & 15);
+                    let conn = ConnId::new(x >> 8 & 15);
                     t.cancel_conn(conn);
                     model.retain(|k, _| conn_slot(*k).is_none_or(|(c, _)| c != conn));
                 }

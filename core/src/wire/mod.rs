@@ -8,6 +8,7 @@
 
 pub mod frame;
 pub mod message;
+pub mod payload;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError};
 pub use message::{
@@ -15,3 +16,4 @@ pub use message::{
     RefuseReason, RequestBody, ResponseBody, WireError, APP_REFUSE_BASE, MAGIC, MAX_USER_AGENT,
     MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
+pub use payload::Payload;

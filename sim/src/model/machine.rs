@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use timed_core::{
     Action, Block, Config, ConnId, Duration, Input, Instant, MemStore, Network, NodeEvent, NodeId,
-    PeerMachine, QueryId, RequestBody, Store, Tx,
+    PeerMachine, RequestBody, Store, Tx,
 };
 
 /// Unix time of the simulated world at virtual zero, before per-host skew: 30 days after the
@@ -167,7 +167,7 @@ impl NodeModel for Machine {
             Hop::Tables => timed_core::Hop::Tables,
             Hop::Conn => timed_core::Hop::Conn,
         };
-        self.m.hot_lines(conn.map(ConnId), hop, out);
+        self.m.hot_lines(conn.map(ConnId::from_raw), hop, out);
     }
 
     fn crash(self) -> Option<Persisted> {
@@ -181,17 +181,27 @@ impl NodeModel for Machine {
 
     fn accept(&mut self, now: Micros, remote: SocketAddr) -> Option<ModelConn> {
         let at = self.at(now);
-        self.m.accept(at, remote).ok().map(|c| c.0)
+        self.m.accept(at, remote).ok().map(|c| c.get())
     }
 
     fn connected(&mut self, now: Micros, conn: ModelConn) {
         let at = self.at(now);
-        self.m.handle(at, Input::Connected { conn: ConnId(conn) });
+        self.m.handle(
+            at,
+            Input::Connected {
+                conn: ConnId::from_raw(conn),
+            },
+        );
     }
 
     fn dial_failed(&mut self, now: Micros, conn: ModelConn) {
         let at = self.at(now);
-        self.m.handle(at, Input::DialFailed { conn: ConnId(conn) });
+        self.m.handle(
+            at,
+            Input::DialFailed {
+                conn: ConnId::from_raw(conn),
+            },
+        );
     }
 
     fn bytes_in(&mut self, now: Micros, conn: ModelConn, data: &[u8]) {
@@ -199,7 +209,7 @@ impl NodeModel for Machine {
         self.m.handle(
             at,
             Input::BytesIn {
-                conn: ConnId(conn),
+                conn: ConnId::from_raw(conn),
                 data,
             },
         );
@@ -210,7 +220,7 @@ impl NodeModel for Machine {
         self.m.handle(
             at,
             Input::Written {
-                conn: ConnId(conn),
+                conn: ConnId::from_raw(conn),
                 bytes,
             },
         );
@@ -225,7 +235,7 @@ impl NodeModel for Machine {
         self.m.handle(
             at,
             Input::Closed {
-                conn: ConnId(conn),
+                conn: ConnId::from_raw(conn),
                 kind,
             },
         );
@@ -245,27 +255,33 @@ impl NodeModel for Machine {
     fn poll_action(&mut self) -> Option<ModelAction> {
         let a = self.m.poll_action()?;
         Some(match a {
-            Action::Send { conn, data } => ModelAction::Send { conn: conn.0, data },
-            Action::Close { conn } => ModelAction::Close { conn: conn.0 },
-            Action::Dial { conn, addr } => ModelAction::Dial { conn: conn.0, addr },
-            Action::PauseRead { conn } => ModelAction::PauseRead { conn: conn.0 },
-            Action::ResumeRead { conn } => ModelAction::ResumeRead { conn: conn.0 },
+            Action::Send { conn, data } => ModelAction::Send {
+                conn: conn.get(),
+                data: data.into_vec(),
+            },
+            Action::Close { conn } => ModelAction::Close { conn: conn.get() },
+            Action::Dial { conn, addr } => ModelAction::Dial {
+                conn: conn.get(),
+                addr,
+            },
+            Action::PauseRead { conn } => ModelAction::PauseRead { conn: conn.get() },
+            Action::ResumeRead { conn } => ModelAction::ResumeRead { conn: conn.get() },
             Action::Notify(e) => ModelAction::Event(match e {
-                NodeEvent::PeerUp { conn, .. } => ModelEvent::PeerUp { conn: conn.0 },
+                NodeEvent::PeerUp { conn, .. } => ModelEvent::PeerUp { conn: conn.get() },
                 NodeEvent::PeerMoved { from, to, .. } => ModelEvent::PeerMoved {
-                    from: from.0,
-                    to: to.0,
+                    from: from.get(),
+                    to: to.get(),
                 },
                 NodeEvent::PeerDown { conn, reason, .. } => ModelEvent::PeerDown {
-                    conn: conn.0,
+                    conn: conn.get(),
                     reason: timed_core::Label::label(timed_core::CloseReason::from(reason)),
                 },
                 NodeEvent::QueryDone { id, result } => ModelEvent::QueryDone {
-                    id: id.0,
+                    id: id.get(),
                     result: result.as_ref().map_or_else(|e| e.as_str(), |_| "ok"),
                 },
                 NodeEvent::RequestDone { id, result, .. } => ModelEvent::QueryDone {
-                    id: id.0,
+                    id: id.get(),
                     result: result.as_ref().map_or_else(|e| e.as_str(), |_| "ok"),
                 },
                 e @ (NodeEvent::InboundRequest { .. } | NodeEvent::GossipReceived { .. }) => {
@@ -311,11 +327,11 @@ impl NodeModel for Machine {
 
     fn query(&mut self, now: Micros, peer: [u8; 32]) -> Option<u64> {
         let at = self.at(now);
-        let QueryId(id) = match self.app.clone() {
+        let id = match self.app.clone() {
             Some(app) => app.query(&mut self.m, at, NodeId(peer)),
             None => self.m.query(at, NodeId(peer), RequestBody::Tip),
         };
-        Some(id)
+        Some(id.get())
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {
@@ -324,7 +340,7 @@ impl NodeModel for Machine {
 
     fn send_queue(&self, conn: ModelConn) -> Option<(usize, usize)> {
         self.m
-            .send_queue_len(ConnId(conn))
+            .send_queue_len(ConnId::from_raw(conn))
             .map(|q| (q, self.max_send_queue))
     }
 
