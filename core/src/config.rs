@@ -79,6 +79,8 @@ pub struct Config {
     pub max_response_bytes: usize,
     /// Transactions held in the mempool. Default 10 000.
     pub mempool_max: usize,
+    /// Bytes of transactions held in the mempool. Default 64 MiB.
+    pub mempool_max_bytes: usize,
     /// Addresses kept in the address book. Default 1 000.
     pub addr_book_max: usize,
     /// How often to ask peers for addresses. Default 5 min.
@@ -131,6 +133,7 @@ impl Config {
             sync_parallel: 4,
             max_response_bytes: 2 * 1024 * 1024,
             mempool_max: 10_000,
+            mempool_max_bytes: 64 * 1024 * 1024,
             addr_book_max: 1_000,
             peer_exchange_interval: Duration::from_secs(300),
             produce_blocks: None,
@@ -211,6 +214,12 @@ impl Config {
         }
         if self.mempool_max == 0 {
             return err("mempool_max", "must be at least 1");
+        }
+        if self.mempool_max_bytes < self.limits.max_tx_bytes {
+            return err(
+                "mempool_max_bytes",
+                "must hold at least one transaction of limits.max_tx_bytes",
+            );
         }
         if self.addr_book_max == 0 {
             return err("addr_book_max", "must be at least 1");

@@ -958,13 +958,13 @@ fuzz_target!(|script: Script| {
             Step::Bytes(b) => h.feed(conn, &b),
             Step::Frame(f) => {
                 let b = h.frame_bytes(conn, f);
-                let misbehaved = h.m.counters().misbehaviour.values().sum::<u64>();
+                let misbehaved = h.m.counters().misbehaviour.total();
                 let old = h.conns.get(&conn).is_some_and(|l| l.old_hello);
                 h.feed(conn, &b);
                 let upgrade = h.conns.get(&conn).is_some_and(|l| l.old_hello);
                 if upgrade && !old {
                     assert_eq!(
-                        h.m.counters().misbehaviour.values().sum::<u64>(),
+                        h.m.counters().misbehaviour.total(),
                         misbehaved,
                         "a v1 Hello is treated as misbehaviour"
                     );

@@ -171,6 +171,7 @@ async fn chain(State(s): State<ApiState>) -> Response {
         "blocks_applied_total": st.counters.blocks_applied,
         "reorgs_total": st.counters.reorgs,
         "mempool_len": st.mempool_len,
+        "mempool_bytes": st.mempool_bytes,
     }))
     .into_response()
 }

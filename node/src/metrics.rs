@@ -88,6 +88,12 @@ pub fn render(s: &Status, observed: &Observed, uptime_secs: u64) -> String {
         s.mempool_len,
     );
     o.one(
+        "timed_mempool_bytes",
+        "gauge",
+        "Bytes of transactions in the mempool.",
+        s.mempool_bytes,
+    );
+    o.one(
         "timed_address_book_entries",
         "gauge",
         "Addresses in the address book.",

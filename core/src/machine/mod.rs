@@ -15,6 +15,7 @@ mod handshake;
 pub mod hot;
 mod inbound;
 mod io;
+mod mempool;
 mod query;
 mod status;
 mod sync;
@@ -235,7 +236,7 @@ impl<S: Store> PeerMachine<S> {
             app,
             hot: HotConfig::new(&config, now),
             bans: Bans::default(),
-            chain: ChainState::default(),
+            chain: ChainState::new(&config),
             cfg: config,
             store,
             rng,
@@ -447,6 +448,7 @@ impl<S: Store> PeerMachine<S> {
             syncing: target.is_some(),
             sync_target: target,
             mempool_len: self.chain.mempool_len(),
+            mempool_bytes: self.chain.mempool_bytes(),
             addr_book_len: self.chain.addr_book_len(),
             stopped: self.stopped,
             counters: self.counters.clone(),

@@ -32,6 +32,8 @@ pub struct Status {
     /// The best height a peer has told us about, when above ours.
     pub sync_target: Option<u64>,
     pub mempool_len: usize,
+    /// Bytes of transaction data in the mempool (bounded by `Config::mempool_max_bytes`).
+    pub mempool_bytes: usize,
     pub addr_book_len: usize,
     /// Set once the machine has stopped (after shutdown or a store failure).
     pub stopped: bool,

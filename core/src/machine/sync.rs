@@ -10,6 +10,7 @@
 
 use super::app::Seen;
 use super::io::{Action, Direction, Misbehaviour, NodeEvent, QueryError, TxError};
+use super::mempool::{Mempool, Refusal};
 use super::query::Origin;
 use super::timer::Timer;
 use super::PeerMachine;
@@ -19,7 +20,7 @@ use crate::protocol::{builtin, TopicId, Verdict};
 use crate::store::{AddrEntry, Store, StoreOp};
 use crate::time::{Duration, Instant};
 use crate::wire::{PeerAddr, RefuseReason, RequestBody, ResponseBody};
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
@@ -87,8 +88,7 @@ pub(crate) struct ChainState {
     fork: Option<Fork>,
     seen_blocks: Seen<BlockHash>,
     seen_txs: Seen<TxId>,
-    mempool: BTreeMap<TxId, Tx>,
-    mempool_order: VecDeque<TxId>,
+    mempool: Mempool,
     book: super::book::Book,
     /// Which node a listening address belongs to, when known: keeps peer exchange from
     /// dialing peers we already have.
@@ -99,8 +99,8 @@ pub(crate) struct ChainState {
     rr: u64,
 }
 
-impl Default for ChainState {
-    fn default() -> Self {
+impl ChainState {
+    pub fn new(cfg: &crate::config::Config) -> Self {
         ChainState {
             tip: Default::default(),
             tip_header: None,
@@ -111,8 +111,7 @@ impl Default for ChainState {
             fork: None,
             seen_blocks: Seen::new(SEEN_MAX),
             seen_txs: Seen::new(SEEN_MAX),
-            mempool: BTreeMap::new(),
-            mempool_order: VecDeque::new(),
+            mempool: Mempool::new(cfg.mempool_max, cfg.mempool_max_bytes),
             book: Default::default(),
             addr_node: BTreeMap::new(),
             retry_at: BTreeMap::new(),
@@ -124,6 +123,9 @@ impl Default for ChainState {
 impl ChainState {
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
+    }
+    pub fn mempool_bytes(&self) -> usize {
+        self.mempool.bytes()
     }
     pub fn addr_book_len(&self) -> usize {
         self.book.len()
@@ -681,9 +683,7 @@ impl<S: Store> PeerMachine<S> {
             for tx in &b.txs {
                 let id = tx.id();
                 self.chain.seen_txs.insert(id);
-                if self.chain.mempool.remove(&id).is_some() {
-                    self.chain.mempool_order.retain(|x| *x != id);
-                }
+                self.chain.mempool.remove(&id);
             }
         }
         self.chain.tip = (to, tip);
@@ -984,12 +984,12 @@ impl<S: Store> PeerMachine<S> {
         if self.chain.seen_txs.contains(&id) {
             return Err(TxError::Duplicate);
         }
-        if self.chain.mempool.len() >= self.cfg.mempool_max {
-            return Err(TxError::MempoolFull);
+        match self.chain.mempool.insert(id, tx) {
+            Ok(()) => {}
+            Err(Refusal::Duplicate) => return Err(TxError::Duplicate),
+            Err(Refusal::Full) => return Err(TxError::MempoolFull),
         }
         self.chain.seen_txs.insert(id);
-        self.chain.mempool.insert(id, tx);
-        self.chain.mempool_order.push_back(id);
         self.counters.txs_accepted += 1;
         self.actions
             .push_back(Action::Notify(NodeEvent::TxAccepted { id }));
@@ -1005,20 +1005,10 @@ impl<S: Store> PeerMachine<S> {
         let Some(parent) = self.chain.tip_header.clone() else {
             return;
         };
-        let mut txs = Vec::new();
-        let mut bytes = 0usize;
-        for id in &self.chain.mempool_order {
-            let Some(tx) = self.chain.mempool.get(id) else {
-                continue;
-            };
-            if txs.len() >= self.cfg.limits.max_block_txs
-                || bytes + tx.0.len() + 200 > self.cfg.limits.max_block_bytes / 2
-            {
-                break;
-            }
-            bytes += tx.0.len();
-            txs.push(tx.clone());
-        }
+        let limits = &self.cfg.limits;
+        let txs = self.chain.mempool.oldest(|count, bytes, tx| {
+            count < limits.max_block_txs && bytes + tx.0.len() + 200 <= limits.max_block_bytes / 2
+        });
         let time = self
             .wall_secs(now)
             .unwrap_or(parent.time + 1)
