@@ -13,7 +13,6 @@
 
 use super::conn::ConnState;
 use super::io::{Action, NodeEvent, QueryError};
-use super::sync::ChainReq;
 use super::timer::Timer;
 use super::PeerMachine;
 use crate::id::{ConnId, NodeId, QueryId};
@@ -22,6 +21,25 @@ use crate::store::Store;
 use crate::time::Instant;
 use crate::wire::{MessageRef, RequestBody, ResponseBody};
 use alloc::vec::Vec;
+
+/// A request the chain layer is waiting on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ChainReq {
+    /// A range for sync, starting at `from`.
+    Range {
+        from: u64,
+    },
+    /// The peer's hash at a height, during a fork search.
+    ForkProbe {
+        height: u64,
+    },
+    /// A branch range during a fork switch.
+    Branch {
+        from: u64,
+    },
+    Tip,
+    Peers,
+}
 
 /// Who is waiting for a request's response.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
