@@ -13,16 +13,37 @@ use core::net::SocketAddr;
 #[derive(Debug)]
 pub enum Input<'a> {
     /// The TCP connect for a [`Action::Dial`] succeeded.
-    Connected { conn: ConnId },
+    Connected {
+        /// The connection named in the `Dial`.
+        conn: ConnId,
+    },
     /// The TCP connect for a [`Action::Dial`] failed (refused, unreachable, timed out).
-    DialFailed { conn: ConnId },
+    DialFailed {
+        /// The connection named in the `Dial`.
+        conn: ConnId,
+    },
     /// Bytes read from the socket, in order. Any chunking is fine.
-    BytesIn { conn: ConnId, data: &'a [u8] },
+    BytesIn {
+        /// The connection the bytes arrived on.
+        conn: ConnId,
+        /// The bytes, as read; the machine copies what it keeps.
+        data: &'a [u8],
+    },
     /// The transport finished writing `bytes` bytes of earlier [`Action::Send`]s on `conn`.
     /// The machine keeps at most `Config::transport_window` bytes outstanding.
-    Written { conn: ConnId, bytes: usize },
+    Written {
+        /// The connection written to.
+        conn: ConnId,
+        /// Bytes written since the last `Written` for `conn`.
+        bytes: usize,
+    },
     /// The connection ended without the machine asking.
-    Closed { conn: ConnId, kind: CloseKind },
+    Closed {
+        /// The connection that ended.
+        conn: ConnId,
+        /// How it ended.
+        kind: CloseKind,
+    },
 }
 
 /// How a connection ended on the transport side.
@@ -37,6 +58,7 @@ pub enum CloseKind {
 }
 
 impl CloseKind {
+    /// A stable snake_case name, for logs, metrics labels and JSON.
     pub const fn as_str(self) -> &'static str {
         match self {
             CloseKind::Fin => "closed",
@@ -49,11 +71,14 @@ impl CloseKind {
 /// Which side opened a connection.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Direction {
+    /// The peer connected to us ([`PeerMachine::accept`](crate::PeerMachine::accept)).
     Inbound,
+    /// We dialled the peer ([`Action::Dial`]).
     Outbound,
 }
 
 impl Direction {
+    /// A stable lowercase name, for logs, metrics labels and JSON.
     pub const fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
@@ -68,26 +93,35 @@ pub enum Action {
     /// Write `data` to `conn`, after everything sent before on it. Report progress with
     /// [`Input::Written`].
     Send {
+        /// The connection to write to.
         conn: ConnId,
+        /// Complete frames, ready to write as they are.
         data: crate::wire::Payload,
     },
     /// Flush what was sent on `conn`, then close it. The machine has forgotten `conn`; later
     /// inputs for it are ignored.
     Close {
+        /// The connection to close.
         conn: ConnId,
     },
     /// Open a TCP connection to `addr` and report [`Input::Connected`] or
     /// [`Input::DialFailed`] for `conn`.
     Dial {
+        /// The id the machine gave the new connection; report its outcome with it.
         conn: ConnId,
+        /// The address to connect to.
         addr: SocketAddr,
     },
     /// Stop reading from `conn` until [`Action::ResumeRead`]: its peer is sending requests
     /// faster than it reads our answers.
     PauseRead {
+        /// The connection to stop reading from.
         conn: ConnId,
     },
+    /// Read from `conn` again after an [`Action::PauseRead`]: its peer has caught up on
+    /// our answers.
     ResumeRead {
+        /// The connection to read from again.
         conn: ConnId,
     },
     /// Something the application may want to know.
@@ -146,6 +180,7 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// A stable snake_case name, for logs, metrics labels and JSON.
     pub const fn as_str(self) -> &'static str {
         match self {
             QueryError::Timeout => "timeout",
@@ -188,9 +223,13 @@ impl fmt::Display for QueryError {
 /// Why an inbound connection was refused at accept time. The driver just drops the socket.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Refused {
+    /// `Config::max_connections` connections are open already.
     TooManyConnections,
+    /// `Config::max_inbound_per_ip` inbound connections from this IP are open already.
     TooManyFromIp,
+    /// The remote IP is banned for misbehaviour.
     Banned,
+    /// The machine is shutting down or stopped.
     ShuttingDown,
 }
 
@@ -208,9 +247,13 @@ impl fmt::Display for Refused {
 /// Why a local transaction was not accepted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum TxError {
+    /// The transaction is over `Limits::max_tx_bytes`.
     TooLarge,
+    /// The transaction is already in the mempool or was seen before.
     Duplicate,
+    /// The mempool has no room for it.
     MempoolFull,
+    /// The machine is shutting down or stopped.
     ShuttingDown,
 }
 
@@ -246,6 +289,7 @@ pub enum Misbehaviour {
 }
 
 impl Misbehaviour {
+    /// A stable snake_case name, for logs, metrics labels and JSON.
     pub const fn as_str(self) -> &'static str {
         match self {
             Misbehaviour::Protocol => "protocol",
@@ -264,41 +308,59 @@ impl Misbehaviour {
 pub enum NodeEvent {
     /// A handshake completed and this node is now a peer.
     PeerUp {
+        /// The peer's node id, from its `Hello`.
         peer: NodeId,
+        /// The connection the peer is on.
         conn: ConnId,
+        /// Which side opened the connection.
         direction: Direction,
+        /// The remote address of the connection.
         addr: SocketAddr,
     },
     /// A peer's connection moved to another connection without the peer ever going down
     /// (simultaneous open resolved, or a duplicate goodbye adopted the other connection).
     PeerMoved {
+        /// The peer that moved.
         peer: NodeId,
+        /// The connection it was on, now closed or closing.
         from: ConnId,
+        /// The connection it is on now.
         to: ConnId,
     },
     /// A peer is gone.
     PeerDown {
+        /// The peer that went down.
         peer: NodeId,
+        /// The connection it was on.
         conn: ConnId,
+        /// Why the connection ended.
         reason: DownReason,
     },
     /// A connection was closed before (or instead of) becoming a peer: failed handshake,
     /// duplicate refused, dial failed.
     ConnFailed {
+        /// The connection that closed.
         conn: ConnId,
+        /// Its remote address.
         addr: SocketAddr,
+        /// Why it ended.
         reason: DownReason,
     },
     /// An application query ended. Exactly one per [`QueryId`].
     QueryDone {
+        /// The query that ended.
         id: QueryId,
+        /// The peer's answer, or why there is none.
         result: Result<ResponseBody, QueryError>,
     },
     /// A [`PeerMachine::request`](crate::PeerMachine::request) ended. Exactly one per
     /// [`QueryId`] it returned.
     RequestDone {
+        /// The request that ended, as `request` returned it.
         id: QueryId,
+        /// The protocol it was sent on.
         protocol: ProtocolId,
+        /// The peer's response bytes, or why there are none.
         result: Result<Vec<u8>, QueryError>,
     },
     /// A peer asks something on one of the application's protocols. Answer with
@@ -306,9 +368,13 @@ pub enum NodeEvent {
     /// deadline (three quarters of its timeout); past it the machine refuses it with
     /// `Unanswered`.
     InboundRequest {
+        /// Pass it to `respond` to answer this request.
         id: InboundId,
+        /// The peer asking.
         peer: NodeId,
+        /// The protocol asked on.
         protocol: ProtocolId,
+        /// The request bytes, at most the protocol's `max_request_bytes`.
         payload: Vec<u8>,
     },
     /// A new message on one of the application's topics. When the topic validates
@@ -316,32 +382,64 @@ pub enum NodeEvent {
     /// [`PeerMachine::validate`](crate::PeerMachine::validate) accepts it; otherwise it was
     /// forwarded already and `id` needs no verdict.
     GossipReceived {
+        /// Pass it to `validate` with the verdict, when the topic validates.
         id: GossipId,
+        /// The topic the message is on.
         topic: TopicId,
+        /// The peer it arrived from (not necessarily its author).
         from: NodeId,
+        /// The message bytes, at most the topic's size limit.
         payload: Vec<u8>,
     },
     /// Blocks `from..=to` were applied; `to` is the new tip.
-    BlocksApplied { from: u64, to: u64, tip: BlockHash },
+    BlocksApplied {
+        /// Height of the first block applied.
+        from: u64,
+        /// Height of the last block applied: the new tip height.
+        to: u64,
+        /// Hash of the new tip.
+        tip: BlockHash,
+    },
     /// The chain switched branch: blocks above `fork` were replaced, the new tip is `to`.
-    Reorg { fork: u64, old_tip: u64, to: u64 },
+    Reorg {
+        /// Height of the last block both branches share.
+        fork: u64,
+        /// Height of the tip before the switch.
+        old_tip: u64,
+        /// Height of the new tip.
+        to: u64,
+    },
     /// A transaction entered the mempool.
-    TxAccepted { id: TxId },
+    TxAccepted {
+        /// The transaction's id.
+        id: TxId,
+    },
     /// A peer closed a connection with a `Goodbye`, saying why. Followed by the
     /// `PeerDown` / `ConnFailed` / `PeerMoved` that the close causes.
     GoodbyeReceived {
+        /// The connection the goodbye arrived on.
         conn: ConnId,
+        /// The peer's node id, if its `Hello` had arrived.
         peer: Option<NodeId>,
+        /// The peer's reason.
         reason: GoodbyeReason,
+        /// The peer's free text, cut to 512 bytes.
         detail: String,
     },
     /// A peer misbehaved and was disconnected and banned.
     Misbehaved {
+        /// The peer's node id, if its `Hello` had arrived (the id is banned too).
         peer: Option<NodeId>,
+        /// The connection's remote address (its IP is banned).
         addr: SocketAddr,
+        /// What it did.
         what: Misbehaviour,
+        /// What exactly, for the operator; also sent to the peer in the goodbye.
         detail: String,
     },
     /// The store failed; the machine has stopped. Restart after fixing the cause.
-    Fatal { error: crate::store::StoreFailure },
+    Fatal {
+        /// What the machine was doing, and the store's error.
+        error: crate::store::StoreFailure,
+    },
 }

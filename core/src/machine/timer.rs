@@ -46,7 +46,7 @@ pub(crate) enum Timer {
 }
 
 /// The deadline table: where each armed timer is due, and min-heaps of `(deadline, timer)`
-/// entries with lazy deletion.
+/// entries with lazy deletion ([`LazyHeap`], one per kind of entry).
 ///
 /// The four per-connection timers live in one small array per connection (keyed by the cheap
 /// `ConnId`), so arming and firing them never inserts into or removes from a tree; the rarer
@@ -70,17 +70,8 @@ pub(crate) struct TimerTable {
     per_conn: ConnMap<[(Instant, u64); 4]>,
     /// Every other timer.
     other: BTreeMap<Timer, (Instant, u64)>,
-    conn_heap: BinaryHeap<Reverse<ConnEntry>>,
-    other_heap: BinaryHeap<Reverse<Entry>>,
-    /// Per-connection timers armed.
-    conn_armed: usize,
-    /// Other timers armed.
-    other_armed: usize,
-    /// The deadlines at the tops of the two heaps, kept beside the table: the driver asks
-    /// for the next deadline after every call, and reading them from here spares a cache
-    /// miss on each heap's storage.
-    conn_next: Option<Instant>,
-    other_next: Option<Instant>,
+    conn_heap: LazyHeap<ConnEntry>,
+    other_heap: LazyHeap<Entry>,
     /// Generation of the last arming; makes every heap entry unique. Never 0.
     gen: u64,
 }
@@ -91,7 +82,7 @@ impl TimerTable {
     /// the connection heap, as `(address, bytes)` (for [`hot`](super::hot)).
     pub fn storage(&self, out: &mut impl FnMut(*const u8, usize)) {
         self.per_conn.storage(out);
-        let heap = self.conn_heap.as_slice();
+        let heap = self.conn_heap.heap.as_slice();
         out(heap.as_ptr().cast(), core::mem::size_of_val(heap).min(256));
     }
 }
@@ -149,6 +140,102 @@ impl PartialOrd for ConnEntry {
     }
 }
 
+/// A heap entry's deadline.
+trait Deadline: Ord + Copy {
+    fn at(&self) -> Instant;
+}
+
+impl Deadline for Entry {
+    #[inline]
+    fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+impl Deadline for ConnEntry {
+    #[inline]
+    fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+/// A min-heap of timer entries with lazy deletion. An entry is live only while the table
+/// still holds its exact `(deadline, generation)`; the caller says which are (`is_live`).
+/// The top is kept live at all times, and its deadline is kept beside the heap: the driver
+/// asks for the next deadline after every call, and reading it from here spares a cache miss
+/// on the heap's storage.
+#[derive(Debug)]
+struct LazyHeap<E> {
+    heap: BinaryHeap<Reverse<E>>,
+    /// Live entries.
+    armed: usize,
+    /// The top's deadline.
+    next: Option<Instant>,
+}
+
+impl<E> Default for LazyHeap<E> {
+    fn default() -> Self {
+        LazyHeap {
+            heap: BinaryHeap::new(),
+            armed: 0,
+            next: None,
+        }
+    }
+}
+
+impl<E: Deadline> LazyHeap<E> {
+    /// A new live entry (when it re-arms a timer, the caller then invalidates the old one).
+    #[inline]
+    fn push(&mut self, e: E) {
+        self.heap.push(Reverse(e));
+    }
+
+    #[inline]
+    fn top(&self) -> Option<E> {
+        self.heap.peek().map(|&Reverse(e)| e)
+    }
+
+    /// The top fired: drop it and restore a live top.
+    fn pop_fired(&mut self, is_live: impl Fn(&E) -> bool) {
+        self.heap.pop();
+        self.armed -= 1;
+        self.drop_stale(is_live);
+        self.changed();
+    }
+
+    /// `old` is no longer live: restore the live-top invariant, and rebuild from `live` when
+    /// dead entries outnumber live ones (so re-arming forever never grows the heap).
+    fn invalidated(
+        &mut self,
+        old: E,
+        is_live: impl Fn(&E) -> bool,
+        live: impl FnOnce(usize) -> Vec<E>,
+    ) {
+        if self.heap.peek().is_some_and(|Reverse(top)| *top == old) {
+            self.heap.pop();
+            self.drop_stale(is_live);
+        }
+        if self.heap.len() > 2 * self.armed + 64 {
+            let entries = live(self.armed);
+            self.heap = entries.into_iter().map(Reverse).collect();
+        }
+    }
+
+    fn drop_stale(&mut self, is_live: impl Fn(&E) -> bool) {
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if is_live(top) {
+                return;
+            }
+            self.heap.pop();
+        }
+    }
+
+    #[inline]
+    fn changed(&mut self) {
+        self.next = self.heap.peek().map(|Reverse(e)| e.at());
+    }
+}
+
 const UNARMED: (Instant, u64) = (Instant(0), 0);
 
 /// The connection and array slot of a per-connection timer.
@@ -188,14 +275,14 @@ impl TimerTable {
                 slots[i] = (at, gen);
                 self.gen = gen;
                 let slot = i as u8;
-                self.conn_heap.push(Reverse(ConnEntry {
+                self.conn_heap.push(ConnEntry {
                     at,
                     slot,
                     conn,
                     gen,
-                }));
+                });
                 if old.1 == 0 {
-                    self.conn_armed += 1;
+                    self.conn_heap.armed += 1;
                 } else {
                     self.conn_invalidated(ConnEntry {
                         at: old.0,
@@ -204,7 +291,7 @@ impl TimerTable {
                         gen: old.1,
                     });
                 }
-                self.conn_changed();
+                self.conn_heap.changed();
             }
             None => {
                 let old = match self.other.entry(timer) {
@@ -222,9 +309,9 @@ impl TimerTable {
                     }
                 };
                 self.gen = gen;
-                self.other_heap.push(Reverse(Entry { at, timer, gen }));
+                self.other_heap.push(Entry { at, timer, gen });
                 if old.1 == 0 {
-                    self.other_armed += 1;
+                    self.other_heap.armed += 1;
                 } else {
                     self.other_invalidated(Entry {
                         at: old.0,
@@ -232,7 +319,7 @@ impl TimerTable {
                         gen: old.1,
                     });
                 }
-                self.other_changed();
+                self.other_heap.changed();
             }
         }
     }
@@ -245,21 +332,22 @@ impl TimerTable {
                 };
                 let (at, gen) = core::mem::replace(&mut slots[i], UNARMED);
                 if gen != 0 {
-                    self.conn_armed -= 1;
+                    self.conn_heap.armed -= 1;
+                    let slot = i as u8;
                     self.conn_invalidated(ConnEntry {
                         at,
-                        slot: i as u8,
+                        slot,
                         conn,
                         gen,
                     });
-                    self.conn_changed();
+                    self.conn_heap.changed();
                 }
             }
             None => {
                 if let Some((at, gen)) = self.other.remove(&timer) {
-                    self.other_armed -= 1;
+                    self.other_heap.armed -= 1;
                     self.other_invalidated(Entry { at, timer, gen });
-                    self.other_changed();
+                    self.other_heap.changed();
                 }
             }
         }
@@ -270,7 +358,7 @@ impl TimerTable {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.conn_next, self.other_next) {
+        match (self.conn_heap.next, self.other_heap.next) {
             (Some(c), Some(o)) => Some(c.min(o)),
             (c, o) => c.or(o),
         }
@@ -278,33 +366,28 @@ impl TimerTable {
 
     /// Removes and returns the earliest timer due at or before `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let conn_top = self.conn_heap.peek().map(|&Reverse(e)| e);
-        let other_at = self.other_next;
-        match conn_top {
+        let other_at = self.other_heap.next;
+        match self.conn_heap.top() {
             // On equal deadlines the per-connection timer sorts first (see the type's doc).
             Some(top) if other_at.is_none_or(|o| top.at <= o) => {
                 if top.at > now {
                     return None;
                 }
-                self.conn_heap.pop();
                 if let Some(slots) = self.per_conn.get_mut(&top.conn) {
                     slots[top.slot as usize] = UNARMED;
                 }
-                self.conn_armed -= 1;
-                self.drop_stale_conn_top();
-                self.conn_changed();
+                let per_conn = &self.per_conn;
+                self.conn_heap.pop_fired(|e| conn_live(per_conn, e));
                 Some(conn_timer(top.conn, top.slot as usize))
             }
             _ => {
-                let &Reverse(top) = self.other_heap.peek()?;
+                let top = self.other_heap.top()?;
                 if top.at > now {
                     return None;
                 }
-                self.other_heap.pop();
                 self.other.remove(&top.timer);
-                self.other_armed -= 1;
-                self.drop_stale_other_top();
-                self.other_changed();
+                let other = &self.other;
+                self.other_heap.pop_fired(|e| other_live(other, e));
                 Some(top.timer)
             }
         }
@@ -317,20 +400,21 @@ impl TimerTable {
         };
         for (i, &(at, gen)) in slots.iter().enumerate() {
             if gen != 0 {
-                self.conn_armed -= 1;
+                self.conn_heap.armed -= 1;
+                let slot = i as u8;
                 self.conn_invalidated(ConnEntry {
                     at,
-                    slot: i as u8,
+                    slot,
                     conn,
                     gen,
                 });
             }
         }
-        self.conn_changed();
+        self.conn_heap.changed();
     }
 
     pub fn len(&self) -> usize {
-        self.conn_armed + self.other_armed
+        self.conn_heap.armed + self.other_heap.armed
     }
 
     /// The `(deadline, generation)` of an armed timer.
@@ -342,80 +426,50 @@ impl TimerTable {
         }
     }
 
-    /// `old` is no longer live: restore the live-top invariant, and compact the heap when
-    /// dead entries outnumber live ones.
     fn conn_invalidated(&mut self, old: ConnEntry) {
-        if self
-            .conn_heap
-            .peek()
-            .is_some_and(|Reverse(top)| *top == old)
-        {
-            self.conn_heap.pop();
-            self.drop_stale_conn_top();
-        }
-        if self.conn_heap.len() > 2 * self.conn_armed + 64 {
-            let mut live = Vec::with_capacity(self.conn_armed);
-            for (&conn, slots) in self.per_conn.iter() {
+        let per_conn = &self.per_conn;
+        let live = |armed: usize| {
+            let mut live = Vec::with_capacity(armed);
+            for (&conn, slots) in per_conn.iter() {
                 for (i, &(at, gen)) in slots.iter().enumerate() {
                     if gen != 0 {
-                        live.push(Reverse(ConnEntry {
+                        let slot = i as u8;
+                        live.push(ConnEntry {
                             at,
-                            slot: i as u8,
+                            slot,
                             conn,
                             gen,
-                        }));
+                        });
                     }
                 }
             }
-            self.conn_heap = BinaryHeap::from(live);
-        }
+            live
+        };
+        self.conn_heap
+            .invalidated(old, |e| conn_live(per_conn, e), live);
     }
 
     fn other_invalidated(&mut self, old: Entry) {
-        if self
-            .other_heap
-            .peek()
-            .is_some_and(|Reverse(top)| *top == old)
-        {
-            self.other_heap.pop();
-            self.drop_stale_other_top();
-        }
-        if self.other_heap.len() > 2 * self.other_armed + 64 {
-            let live: Vec<_> = self
-                .other
+        let other = &self.other;
+        let live = |_| {
+            other
                 .iter()
-                .map(|(&timer, &(at, gen))| Reverse(Entry { at, timer, gen }))
-                .collect();
-            self.other_heap = BinaryHeap::from(live);
-        }
+                .map(|(&timer, &(at, gen))| Entry { at, timer, gen })
+                .collect()
+        };
+        self.other_heap
+            .invalidated(old, |e| other_live(other, e), live);
     }
+}
 
-    fn conn_changed(&mut self) {
-        self.conn_next = self.conn_heap.peek().map(|Reverse(e)| e.at);
-    }
+#[inline]
+fn conn_live(per_conn: &ConnMap<[(Instant, u64); 4]>, e: &ConnEntry) -> bool {
+    per_conn.get(&e.conn).map(|s| s[e.slot as usize]) == Some((e.at, e.gen))
+}
 
-    fn other_changed(&mut self) {
-        self.other_next = self.other_heap.peek().map(|Reverse(e)| e.at);
-    }
-
-    fn drop_stale_conn_top(&mut self) {
-        while let Some(&Reverse(top)) = self.conn_heap.peek() {
-            let live = self.per_conn.get(&top.conn).map(|s| s[top.slot as usize]);
-            if live == Some((top.at, top.gen)) {
-                return;
-            }
-            self.conn_heap.pop();
-        }
-    }
-
-    fn drop_stale_other_top(&mut self) {
-        while let Some(&Reverse(top)) = self.other_heap.peek() {
-            if self.other.get(&top.timer) == Some(&(top.at, top.gen)) {
-                return;
-            }
-            self.other_heap.pop();
-        }
-    }
+#[inline]
+fn other_live(other: &BTreeMap<Timer, (Instant, u64)>, e: &Entry) -> bool {
+    other.get(&e.timer) == Some(&(e.at, e.gen))
 }
 
 #[cfg(test)]

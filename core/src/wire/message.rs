@@ -15,10 +15,14 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
+/// The first field of every `Hello`: a peer sending anything else is not speaking this
+/// protocol and is treated as misbehaving.
 pub const MAGIC: [u8; 4] = *b"TIME";
 /// Version 2: application protocols and topics, advertised in `Hello`; requests,
 /// responses and gossip carry a protocol or topic id. Version-1 peers are told to upgrade.
 pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest wire version this node still speaks; a peer whose `version` is below it is
+/// closed with [`GoodbyeReason::IncompatibleVersion`].
 pub const MIN_PROTOCOL_VERSION: u16 = 2;
 /// Longest user agent we keep; longer ones are truncated, not refused.
 pub const MAX_USER_AGENT: usize = 256;
@@ -26,18 +30,30 @@ pub const MAX_USER_AGENT: usize = 256;
 /// The first message on every connection, in both directions.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Hello {
+    /// Always [`MAGIC`].
     pub magic: [u8; 4],
+    /// The newest wire version the sender speaks ([`PROTOCOL_VERSION`]).
     pub version: u16,
+    /// The oldest wire version the sender speaks ([`MIN_PROTOCOL_VERSION`]); the two ranges
+    /// must overlap.
     pub min_version: u16,
+    /// The sender's network id (`Network::id`); must equal ours.
     pub network: u32,
+    /// The hash of the sender's genesis block; must equal ours.
     pub genesis: BlockHash,
+    /// The sender's persistent identity; ours means we dialled ourselves.
     pub node_id: NodeId,
     /// Random per process start. Two connections carrying the same `boot` in opposite directions
     /// are a simultaneous open; a new `boot` means the peer restarted.
     pub boot: u64,
+    /// The port the sender accepts connections on, if it listens; with the IP we see it at,
+    /// this is the address we share with other peers.
     pub listen_port: Option<u16>,
+    /// The height of the sender's best block when it sent this.
     pub best_height: u64,
+    /// The hash of the sender's best block when it sent this.
     pub best_hash: BlockHash,
+    /// Free-form software name and version, for display; cut to [`MAX_USER_AGENT`] bytes.
     pub user_agent: String,
     /// The request/response protocols this node serves, with the limits it accepts.
     pub protocols: Vec<ProtocolAd>,
@@ -55,8 +71,11 @@ pub enum GoodbyeReason {
     Shutdown,
     /// We already hold a connection to this node and keep that one.
     Duplicate,
+    /// The peer's `Hello` named another network id.
     WrongNetwork,
+    /// The peer's `Hello` named another genesis block.
     WrongGenesis,
+    /// The two nodes' wire version ranges do not overlap; the detail names both.
     IncompatibleVersion,
     /// The `Hello` carried our own node id.
     SelfConnection,
@@ -76,10 +95,12 @@ pub enum GoodbyeReason {
     InvalidBlock,
     /// The peer answered too slowly or not at all.
     Unresponsive,
+    /// A code this version does not know, kept as sent.
     Other(u16),
 }
 
 impl GoodbyeReason {
+    /// The code this reason travels as (`1..=14`, or the code of `Other`).
     pub const fn code(self) -> u16 {
         match self {
             GoodbyeReason::Shutdown => 1,
@@ -100,6 +121,7 @@ impl GoodbyeReason {
         }
     }
 
+    /// The reason a code stands for; an unknown code becomes `Other(code)`.
     pub const fn from_code(c: u16) -> Self {
         match c {
             1 => GoodbyeReason::Shutdown,
@@ -163,8 +185,10 @@ impl<'de> Deserialize<'de> for GoodbyeReason {
     }
 }
 
+/// The last message on a connection: the sender closes it right after.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Goodbye {
+    /// Why the sender is closing.
     pub reason: GoodbyeReason,
     /// Free text for the operator on the other side; bounded by the frame size only.
     pub detail: String,
@@ -173,7 +197,9 @@ pub struct Goodbye {
 /// An address as exchanged between peers (observed IP + advertised port).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub enum PeerAddr {
+    /// An IPv4 address (octets) and port.
     V4([u8; 4], u16),
+    /// An IPv6 address (octets) and port.
     V6([u8; 16], u16),
 }
 
@@ -203,9 +229,17 @@ pub enum RequestBody {
     /// Our best height and hash.
     Tip,
     /// The hash of our block at `height`, if we have one.
-    HashAt { height: u64 },
+    HashAt {
+        /// The block height asked about.
+        height: u64,
+    },
     /// Blocks `from..from+count`, capped by the responder in count and bytes.
-    Blocks { from: u64, count: u32 },
+    Blocks {
+        /// The height of the first block wanted.
+        from: u64,
+        /// How many blocks are wanted; this core serves at most 1000 per response.
+        count: u32,
+    },
     /// Addresses from our address book.
     Peers,
 }
@@ -230,6 +264,7 @@ pub enum RefuseReason {
     /// A refusal defined by the application's protocol: codes `0..=64534` (larger ones
     /// arrive as 64534).
     App(u16),
+    /// A code this version does not know, kept as sent.
     Other(u16),
 }
 
@@ -237,6 +272,8 @@ pub enum RefuseReason {
 pub const APP_REFUSE_BASE: u16 = 1000;
 
 impl RefuseReason {
+    /// The status this reason travels as: `1..=6` for the core's reasons,
+    /// [`APP_REFUSE_BASE`]` + code` for `App`; never 0, which means success.
     pub const fn code(self) -> u16 {
         match self {
             RefuseReason::Unsupported => 1,
@@ -258,6 +295,7 @@ impl RefuseReason {
             RefuseReason::Other(c) => c,
         }
     }
+    /// The reason a non-zero status stands for; an unknown code becomes `Other(code)`.
     pub const fn from_code(c: u16) -> Self {
         match c {
             1 => RefuseReason::Unsupported,
@@ -311,14 +349,21 @@ impl<'de> Deserialize<'de> for RefuseReason {
 /// The answer to a [`RequestBody`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum ResponseBody {
+    /// The responder's best block.
     Tip {
+        /// Its height.
         height: u64,
+        /// Its hash.
         hash: BlockHash,
     },
+    /// The hash of the responder's block at the asked height; `None` when its chain is
+    /// shorter.
     HashAt(Option<BlockHash>),
     /// Consecutive blocks starting at the requested height; fewer than asked (possibly none)
     /// when we have fewer or the byte cap was reached.
     Blocks(Vec<Block>),
+    /// Addresses to dial: the responder's peers first, then its address book, without the
+    /// asker's own address.
     Peers(Vec<PeerAddr>),
 }
 
@@ -327,28 +372,41 @@ pub enum ResponseBody {
 /// anything that keeps a message.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
+    /// The handshake: the first message in each direction.
     Hello(Hello),
+    /// A liveness check; the peer answers with a `Pong` carrying the same nonce.
     Ping {
+        /// Echoed by the `Pong`; this machine sends random non-zero nonces.
         nonce: u64,
     },
+    /// The answer to a `Ping`.
     Pong {
+        /// The nonce of the `Ping` answered.
         nonce: u64,
     },
+    /// The sender is closing the connection, and says why.
     Goodbye(Goodbye),
     /// A request on a protocol; `id` is the requester's, per connection.
     Request {
+        /// Chosen by the requester, unique among its requests on this connection.
         id: u64,
+        /// The protocol the request is for.
         protocol: ProtocolId,
+        /// The protocol's request bytes.
         payload: Vec<u8>,
     },
     /// The answer to request `id` on the same connection.
     Response {
+        /// The id of the request answered.
         id: u64,
+        /// The protocol's response bytes, or why the request was not served.
         result: Result<Vec<u8>, RefuseReason>,
     },
     /// A message on a gossip topic.
     Gossip {
+        /// The topic the message belongs to.
         topic: TopicId,
+        /// The topic's message bytes.
         payload: Vec<u8>,
     },
 }
@@ -359,24 +417,40 @@ pub enum MessageRef<'a> {
     /// Boxed: a `Hello` is large and rare; every other message stays a few words, so
     /// decoding a ping does not move a `Hello`-sized value around.
     Hello(Box<Hello>),
+    /// See [`Message::Ping`].
     Ping {
+        /// Echoed by the `Pong`; this machine sends random non-zero nonces.
         nonce: u64,
     },
+    /// See [`Message::Pong`].
     Pong {
+        /// The nonce of the `Ping` answered.
         nonce: u64,
     },
+    /// See [`Message::Goodbye`].
     Goodbye(Goodbye),
+    /// See [`Message::Request`].
     Request {
+        /// Chosen by the requester, unique among its requests on this connection.
         id: u64,
+        /// The protocol the request is for.
         protocol: ProtocolId,
+        /// The protocol's request bytes, borrowed from the frame.
         payload: &'a [u8],
     },
+    /// See [`Message::Response`].
     Response {
+        /// The id of the request answered.
         id: u64,
+        /// The protocol's response bytes (borrowed from the frame), or why the request was
+        /// not served.
         result: Result<&'a [u8], RefuseReason>,
     },
+    /// See [`Message::Gossip`].
     Gossip {
+        /// The topic the message belongs to.
         topic: TopicId,
+        /// The topic's message bytes, borrowed from the frame.
         payload: &'a [u8],
     },
 }
@@ -385,16 +459,24 @@ pub enum MessageRef<'a> {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 #[repr(u32)]
 pub enum MessageKind {
+    /// [`Message::Hello`].
     Hello = 0,
+    /// [`Message::Ping`].
     Ping = 1,
+    /// [`Message::Pong`].
     Pong = 2,
+    /// [`Message::Goodbye`].
     Goodbye = 3,
+    /// [`Message::Request`].
     Request = 4,
+    /// [`Message::Response`].
     Response = 5,
+    /// [`Message::Gossip`].
     Gossip = 6,
 }
 
 impl MessageKind {
+    /// Every kind, in wire order: `ALL[k]` is the kind numbered `k`.
     pub const ALL: [MessageKind; 7] = [
         MessageKind::Hello,
         MessageKind::Ping,
@@ -405,10 +487,12 @@ impl MessageKind {
         MessageKind::Gossip,
     ];
 
+    /// The kind numbered `k` on the wire, if this version knows it.
     pub fn from_u32(k: u32) -> Option<Self> {
         Self::ALL.get(k as usize).copied()
     }
 
+    /// A stable lowercase name, for logs, metrics labels and JSON.
     pub const fn as_str(self) -> &'static str {
         match self {
             MessageKind::Hello => "hello",
@@ -434,13 +518,16 @@ impl MessageKind {
 /// What a payload decoded to.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Decoded<M = Message> {
+    /// A message of a kind this version knows.
     Known(M),
     /// A message kind this version does not know: skip it.
     UnknownKind(u32),
     /// A `Hello` of a version before 2, which cannot be decoded as ours: the peer is told
     /// to upgrade.
     OldHello {
+        /// The newest wire version the peer speaks.
         version: u16,
+        /// The oldest wire version the peer speaks.
         min_version: u16,
     },
 }
@@ -472,6 +559,7 @@ struct HelloHead {
 }
 
 impl<'a> MessageRef<'a> {
+    /// The kind this message travels as.
     pub fn kind(&self) -> MessageKind {
         match self {
             MessageRef::Hello(_) => MessageKind::Hello,
@@ -484,6 +572,7 @@ impl<'a> MessageRef<'a> {
         }
     }
 
+    /// An owned copy, payloads included.
     pub fn to_owned(&self) -> Message {
         match self {
             MessageRef::Hello(h) => Message::Hello(Hello::clone(h)),
@@ -656,6 +745,7 @@ impl<'a> MessageRef<'a> {
 }
 
 impl Message {
+    /// The kind this message travels as.
     pub fn kind(&self) -> MessageKind {
         self.as_ref().kind()
     }
