@@ -15,6 +15,7 @@ use core::net::SocketAddr;
 /// `PeerMachine::new`, and a runtime should call it first to report errors to the user.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The network to join; peers on another network or genesis are refused.
     pub network: Network,
     /// This node's identity, loaded from (or created in) its store by the driver.
     pub node_id: NodeId,
@@ -23,6 +24,7 @@ pub struct Config {
     pub seed: u64,
     /// Port we accept connections on, advertised in `Hello` so peers can pass it on.
     pub listen_port: Option<u16>,
+    /// Sent in `Hello` for peers to display. Default `timed/<crate version>`.
     pub user_agent: String,
     /// Peers to stay connected to forever (`--peer`): redialed after every loss, with backoff.
     pub persistent_peers: Vec<SocketAddr>,
@@ -146,6 +148,15 @@ impl Config {
 
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_times()?;
+        self.validate_connections()?;
+        self.validate_chain()?;
+        self.validate_protocols()?;
+        self.validate_topics()
+    }
+
+    /// Every interval and timeout is set, and they fit together.
+    fn validate_times(&self) -> Result<(), ConfigError> {
         let err = |field, problem| Err(ConfigError { field, problem });
         for (field, d) in [
             ("ping_interval", self.ping_interval),
@@ -173,6 +184,12 @@ impl Config {
                 return err("produce_blocks", "must be at least 10ms");
             }
         }
+        Ok(())
+    }
+
+    /// Frames, connections, requests and queues have room for what they must carry.
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let err = |field, problem| Err(ConfigError { field, problem });
         if self.max_frame < 1024 {
             return err("max_frame", "must be at least 1024 bytes so a Hello fits");
         }
@@ -194,6 +211,19 @@ impl Config {
         if self.transport_window == 0 {
             return err("transport_window", "must be greater than zero");
         }
+        if self.max_response_bytes + 1024 > self.max_frame as usize {
+            return err(
+                "max_response_bytes",
+                "must leave room for framing within max_frame",
+            );
+        }
+        Ok(())
+    }
+
+    /// Sync, the mempool, the address book and reorgs have non-zero bounds that hold a block
+    /// or a transaction.
+    fn validate_chain(&self) -> Result<(), ConfigError> {
+        let err = |field, problem| Err(ConfigError { field, problem });
         if self.sync_batch == 0 {
             return err("sync_batch", "must be at least 1");
         }
@@ -204,12 +234,6 @@ impl Config {
             return err(
                 "max_response_bytes",
                 "must hold at least one block of limits.max_block_bytes",
-            );
-        }
-        if self.max_response_bytes + 1024 > self.max_frame as usize {
-            return err(
-                "max_response_bytes",
-                "must leave room for framing within max_frame",
             );
         }
         if self.mempool_max == 0 {
@@ -227,9 +251,10 @@ impl Config {
         if self.max_reorg_depth == 0 {
             return err("max_reorg_depth", "must be at least 1");
         }
-        self.validate_protocols()
+        Ok(())
     }
 
+    /// The application's protocols: ids in its range and distinct, limits that fit a frame.
     fn validate_protocols(&self) -> Result<(), ConfigError> {
         let err = |field, problem| Err(ConfigError { field, problem });
         let frame = self.max_frame as usize;
@@ -267,6 +292,13 @@ impl Config {
                 return err("protocols", "timeout must be greater than zero");
             }
         }
+        Ok(())
+    }
+
+    /// The application's topics: ids in its range and distinct, limits that fit a frame.
+    fn validate_topics(&self) -> Result<(), ConfigError> {
+        let err = |field, problem| Err(ConfigError { field, problem });
+        let frame = self.max_frame as usize;
         for (i, t) in self.topics.iter().enumerate() {
             if t.id.0 < APP_ID_MIN {
                 return err(
@@ -300,7 +332,9 @@ impl Config {
 /// A configuration value that makes no sense, naming the field and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The `Config` field at fault, as spelled in the struct.
     pub field: &'static str,
+    /// What is wrong with its value.
     pub problem: &'static str,
 }
 

@@ -4,12 +4,14 @@
 //! it picks jitter, ping nonces and boot nonces, where the only requirement is that two runs
 //! from the same seed are identical and different seeds differ.
 
+/// A deterministic generator: the same seed always gives the same stream.
 #[derive(Clone, Debug)]
 pub struct Rng {
     s: [u64; 4],
 }
 
 impl Rng {
+    /// A generator whose whole stream follows from `seed`.
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
         let mut next = || {
@@ -24,6 +26,7 @@ impl Rng {
         }
     }
 
+    /// The next value, uniform over every `u64`.
     pub fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
@@ -53,6 +56,7 @@ impl Rng {
         lo + self.below(hi - lo + 1)
     }
 
+    /// Fills `out` with random bytes.
     pub fn fill(&mut self, out: &mut [u8]) {
         for chunk in out.chunks_mut(8) {
             let v = self.next_u64().to_le_bytes();

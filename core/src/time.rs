@@ -37,24 +37,32 @@ impl Instant {
 }
 
 impl Duration {
+    /// No time at all.
     pub const ZERO: Duration = Duration(0);
+    /// The longest span, about 584 000 years: "never" in practice.
     pub const MAX: Duration = Duration(u64::MAX);
 
+    /// `us` microseconds.
     pub const fn from_micros(us: u64) -> Self {
         Duration(us)
     }
+    /// `ms` milliseconds, saturating at [`MAX`](Self::MAX).
     pub const fn from_millis(ms: u64) -> Self {
         Duration(ms.saturating_mul(1_000))
     }
+    /// `s` seconds, saturating at [`MAX`](Self::MAX).
     pub const fn from_secs(s: u64) -> Self {
         Duration(s.saturating_mul(1_000_000))
     }
+    /// Whole microseconds.
     pub const fn as_micros(self) -> u64 {
         self.0
     }
+    /// Whole milliseconds, rounded down.
     pub const fn as_millis(self) -> u64 {
         self.0 / 1_000
     }
+    /// Whole seconds, rounded down.
     pub const fn as_secs(self) -> u64 {
         self.0 / 1_000_000
     }
@@ -62,6 +70,7 @@ impl Duration {
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e6
     }
+    /// `k` times this span, saturating at [`MAX`](Self::MAX).
     pub const fn saturating_mul(self, k: u64) -> Self {
         Duration(self.0.saturating_mul(k))
     }

@@ -41,10 +41,13 @@ hex_debug!(TxId, "TxId");
 /// A block header. Its hash is the block's identity.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Header {
+    /// The block's height: 0 for genesis, its parent's plus one otherwise.
     pub height: u64,
+    /// The hash of the parent block's header; all zeros for genesis.
     pub prev: BlockHash,
     /// Seconds since the Unix epoch, as claimed by the producer.
     pub time: u64,
+    /// The [`merkle_root`] of the block's transactions.
     pub tx_root: [u8; 32],
 }
 
@@ -53,9 +56,12 @@ pub struct Header {
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Tx(pub Vec<u8>);
 
+/// A block: a header and the transactions it commits to.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Block {
+    /// The header; its hash is the block's.
     pub header: Header,
+    /// The transactions, in order; `header.tx_root` is their Merkle root.
     pub txs: Vec<Tx>,
 }
 
@@ -71,22 +77,26 @@ impl Header {
         out
     }
 
+    /// sha256 of [`encode`](Self::encode): the block's identity.
     pub fn hash(&self) -> BlockHash {
         BlockHash(Sha256::digest(self.encode()).into())
     }
 }
 
 impl Tx {
+    /// sha256 of the transaction's bytes.
     pub fn id(&self) -> TxId {
         TxId(Sha256::digest(&self.0).into())
     }
 }
 
 impl Block {
+    /// The hash of the block's header.
     pub fn hash(&self) -> BlockHash {
         self.header.hash()
     }
 
+    /// The block's height, from its header.
     pub fn height(&self) -> u64 {
         self.header.height
     }

@@ -10,12 +10,16 @@ use core::str::FromStr;
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
 )]
 pub enum Network {
+    /// `mainnet`: network id `0x5449_4d00`, default port 24000.
     Mainnet,
+    /// `testnet`: network id `0x5449_4d01`, default port 24100.
     Testnet,
+    /// `devnet`: network id `0x5449_4d02`, default port 24200.
     Devnet,
 }
 
 impl Network {
+    /// Every network.
     pub const ALL: [Network; 3] = [Network::Mainnet, Network::Testnet, Network::Devnet];
 
     /// The id carried in `Hello`.
@@ -27,6 +31,7 @@ impl Network {
         }
     }
 
+    /// The lowercase name, as `Display` prints it and `FromStr` parses it.
     pub const fn name(self) -> &'static str {
         match self {
             Network::Mainnet => "mainnet",
@@ -66,6 +71,7 @@ impl Network {
         }
     }
 
+    /// The hash of [`genesis`](Self::genesis), carried in `Hello`.
     pub fn genesis_hash(self) -> BlockHash {
         self.genesis().hash()
     }

@@ -23,7 +23,9 @@ pub struct RuleContext<'a> {
 /// A chain tip as the rules compare it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ChainTip {
+    /// Height of the tip block.
     pub height: u64,
+    /// Hash of the tip block.
     pub hash: BlockHash,
 }
 
@@ -70,6 +72,7 @@ impl ChainRules for DevnetRules {}
 pub struct Rules(pub Arc<dyn ChainRules>);
 
 impl Rules {
+    /// Shares `rules` behind an `Arc`.
     pub fn new(rules: impl ChainRules + 'static) -> Self {
         Rules(Arc::new(rules))
     }

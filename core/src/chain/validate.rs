@@ -3,8 +3,11 @@ use super::block::{merkle_root, Block, Header};
 /// Structural limits a block must respect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest transaction, in bytes, in a block or the mempool. Default 64 KiB.
     pub max_tx_bytes: usize,
+    /// Most transactions in one block. Default 10 000.
     pub max_block_txs: usize,
+    /// Largest block, in bytes as [`Block::wire_size`] estimates it. Default 2 MiB.
     pub max_block_bytes: usize,
     /// How far in the future (seconds, against the caller's wall-clock estimate) a block time may be.
     pub max_future_secs: u64,
@@ -39,6 +42,7 @@ pub enum BlockError {
 }
 
 impl BlockError {
+    /// A short description, for logs and `Misbehaved` details.
     pub const fn as_str(self) -> &'static str {
         match self {
             BlockError::BadHeight => "bad height",

@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 /// Statistics of one request/response protocol, both directions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProtocolStats {
+    /// The protocol's `ProtocolSpec::name`.
     pub name: &'static str,
     /// Requests we sent.
     pub requests_out: u64,
@@ -33,16 +34,22 @@ pub struct ProtocolStats {
 /// Statistics of one gossip topic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopicStats {
+    /// The topic's `TopicSpec::name`.
     pub name: &'static str,
     /// Messages we published.
     pub published: u64,
     /// New messages received (duplicates not counted).
     pub received: u64,
+    /// Messages judged `Accept` (by the application, by the core on its own topics, or at
+    /// once on a topic that does not validate).
     pub accepted: u64,
+    /// Messages judged `Reject`.
     pub rejected: u64,
+    /// Messages judged `Ignore`.
     pub ignored: u64,
     /// Pending messages dropped unjudged: over `max_pending`, or past the validation timeout.
     pub expired: u64,
+    /// Messages dropped as already seen.
     pub duplicates: u64,
     /// Dropped because the sender was over its rate.
     pub rate_limited: u64,

@@ -29,6 +29,20 @@ pub(crate) struct Target {
     pub failures: u32,
 }
 
+/// What is left to know of a connection the machine has just forgotten.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GoneConn {
+    pub conn: ConnId,
+    pub dir: Direction,
+    pub addr: SocketAddr,
+    /// The peer's node id, if its `Hello` arrived.
+    pub node: Option<NodeId>,
+    /// The state it was in when it ended.
+    pub state: ConnState,
+    /// How long it was established (zero if it never was).
+    pub lived: Duration,
+}
+
 impl<S: Store> PeerMachine<S> {
     pub(crate) fn add_target(&mut self, now: Instant, addr: SocketAddr, persistent: bool) {
         if self.never_dial.contains(&addr) {
@@ -116,17 +130,15 @@ impl<S: Store> PeerMachine<S> {
 
     /// Bookkeeping after any connection is gone: frees its target and schedules redials for
     /// the targets that lost their peer.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn after_conn_closed(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        dir: Direction,
-        addr: SocketAddr,
-        node: Option<NodeId>,
-        state: ConnState,
-        lived: Duration,
-    ) {
+    pub(crate) fn after_conn_closed(&mut self, now: Instant, gone: &GoneConn) {
+        let GoneConn {
+            conn,
+            dir,
+            addr,
+            node,
+            state,
+            lived,
+        } = *gone;
         if self.stopped {
             return;
         }

@@ -8,7 +8,7 @@ use super::PeerMachine;
 use crate::id::ConnId;
 use crate::store::Store;
 use crate::time::Instant;
-use crate::wire::{Decoded, FrameError, GoodbyeReason, Message, MessageKind, MessageRef};
+use crate::wire::{Decoded, FrameError, Goodbye, GoodbyeReason, Message, MessageKind, MessageRef};
 use alloc::format;
 use alloc::string::String;
 
@@ -113,27 +113,7 @@ impl<S: Store> PeerMachine<S> {
             return;
         };
         if let MessageRef::Goodbye(g) = msg {
-            self.counters
-                .goodbyes_received
-                .bump(super::status::fold_goodbye(g.reason));
-            let peer = self.conns.get(&conn).and_then(|c| c.node_id());
-            let mut detail = g.detail;
-            if detail.len() > 512 {
-                let mut cut = 512;
-                while !detail.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                detail.truncate(cut);
-            }
-            self.actions
-                .push_back(Action::Notify(NodeEvent::GoodbyeReceived {
-                    conn,
-                    peer,
-                    reason: g.reason,
-                    detail,
-                }));
-            self.actions.push_back(Action::Close { conn });
-            return self.drop_conn(now, conn, DownReason::GoodbyeReceived(g.reason));
+            return self.on_goodbye(now, conn, g);
         }
         if state == ConnState::Handshaking {
             return match msg {
@@ -156,21 +136,7 @@ impl<S: Store> PeerMachine<S> {
                 }
                 self.send_msg(conn, &Message::Pong { nonce })
             }
-            MessageRef::Pong { nonce } => {
-                if self.probe_answered(now, conn, nonce) {
-                    return;
-                }
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                if let Some(sent) = c.take_ping(nonce) {
-                    let rtt = now - sent;
-                    c.rtt = Some(rtt);
-                    c.pongs_received += 1;
-                    self.counters.pongs_received += 1;
-                    self.counters.record_rtt(rtt);
-                }
-            }
+            MessageRef::Pong { nonce } => self.on_pong(now, conn, nonce),
             MessageRef::Request {
                 id,
                 protocol,
@@ -197,6 +163,48 @@ impl<S: Store> PeerMachine<S> {
             // Gossip on a connection still contesting a duplicate is dropped: the peer's live
             // connection carries the same gossip.
             MessageRef::Gossip { .. } => {}
+        }
+    }
+
+    /// The peer is leaving and says why: reported (the detail cut to 512 bytes), closed.
+    fn on_goodbye(&mut self, now: Instant, conn: ConnId, g: Goodbye) {
+        self.counters
+            .goodbyes_received
+            .bump(super::status::fold_goodbye(g.reason));
+        let peer = self.conns.get(&conn).and_then(|c| c.node_id());
+        let mut detail = g.detail;
+        if detail.len() > 512 {
+            let mut cut = 512;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+        }
+        self.actions
+            .push_back(Action::Notify(NodeEvent::GoodbyeReceived {
+                conn,
+                peer,
+                reason: g.reason,
+                detail,
+            }));
+        self.actions.push_back(Action::Close { conn });
+        self.drop_conn(now, conn, DownReason::GoodbyeReceived(g.reason));
+    }
+
+    /// A pong: a probe's answer, or the RTT of one of our pings (an unknown nonce is ignored).
+    fn on_pong(&mut self, now: Instant, conn: ConnId, nonce: u64) {
+        if self.probe_answered(now, conn, nonce) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(sent) = c.take_ping(nonce) {
+            let rtt = now - sent;
+            c.rtt = Some(rtt);
+            c.pongs_received += 1;
+            self.counters.pongs_received += 1;
+            self.counters.record_rtt(rtt);
         }
     }
 

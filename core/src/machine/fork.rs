@@ -159,7 +159,12 @@ impl<S: Store> PeerMachine<S> {
         let Some(fork) = self.chain.fork.take() else {
             return;
         };
-        // Validate the whole branch on top of the common block before touching the store.
+        self.switch_to_branch(now, node, fork);
+    }
+
+    /// The peer's branch wins: checked block by block on top of the common block (a bad one
+    /// bans the peer and changes nothing), then committed in one store write.
+    fn switch_to_branch(&mut self, now: Instant, node: NodeId, fork: Fork) {
         let base = match self.store.header_at(fork.lo) {
             Ok(Some(h)) => h,
             Ok(None) => return,
@@ -189,8 +194,8 @@ impl<S: Store> PeerMachine<S> {
             }
             parent = b.header.clone();
         }
-        // Transactions of the abandoned blocks go back to the mempool? Out of scope: consensus
-        // rules are not ours; they are simply no longer applied.
+        // The abandoned blocks' transactions are not returned to the mempool: which of them
+        // are still valid is a question for the application's rules, not the core's.
         self.chain.pending.clear();
         self.chain.in_flight.clear();
         self.commit(now, Some(fork.lo), fork.branch, Some(node), true);

@@ -46,28 +46,8 @@ impl<S: Store> PeerMachine<S> {
                 "Hello with wrong magic",
             );
         }
-        if hello.version < MIN_PROTOCOL_VERSION || hello.min_version > PROTOCOL_VERSION {
-            let detail = format!(
-                "peer speaks versions {}..={}, we speak {}..={}",
-                hello.min_version, hello.version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
-            );
-            return self.close_with_goodbye(now, conn, GoodbyeReason::IncompatibleVersion, &detail);
-        }
-        if hello.network != self.cfg.network.id() {
-            let detail = format!(
-                "we are on {} (network id {:#x}), you sent {:#x}",
-                self.cfg.network,
-                self.cfg.network.id(),
-                hello.network
-            );
-            return self.close_with_goodbye(now, conn, GoodbyeReason::WrongNetwork, &detail);
-        }
-        if hello.genesis != self.genesis {
-            let detail = format!(
-                "our genesis is {}, yours is {}",
-                self.genesis, hello.genesis
-            );
-            return self.close_with_goodbye(now, conn, GoodbyeReason::WrongGenesis, &detail);
+        if let Some((reason, detail)) = self.hello_mismatch(&hello) {
+            return self.close_with_goodbye(now, conn, reason, &detail);
         }
         if hello.node_id == self.cfg.node_id {
             if dir == Direction::Outbound {
@@ -88,32 +68,66 @@ impl<S: Store> PeerMachine<S> {
                 "this node id is banned for misbehaviour",
             );
         }
-        let mut user_agent = hello.user_agent;
-        if user_agent.len() > MAX_USER_AGENT {
-            let mut cut = MAX_USER_AGENT;
-            while !user_agent.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            user_agent.truncate(cut);
-        }
         let node = hello.node_id;
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.remote = Some(Remote {
-                node_id: node,
-                boot: hello.boot,
-                listen_port: hello.listen_port,
-                best_height: hello.best_height,
-                best_hash: hello.best_hash,
-                user_agent: if user_agent.is_empty() {
-                    String::from("?")
-                } else {
-                    user_agent
-                },
-                protocols: sorted_ads(hello.protocols, |a| a.id),
-                topics: sorted_ads(hello.topics, |a| a.id),
-            });
+            c.remote = Some(remote_of(hello));
             debug_assert_eq!(c.state, ConnState::Handshaking);
         }
         self.on_peer_identified(now, node, conn);
+    }
+
+    /// Why a well-formed `Hello` is from a node we cannot talk to: no common wire version,
+    /// another network, another genesis.
+    fn hello_mismatch(&self, hello: &Hello) -> Option<(GoodbyeReason, String)> {
+        if hello.version < MIN_PROTOCOL_VERSION || hello.min_version > PROTOCOL_VERSION {
+            let detail = format!(
+                "peer speaks versions {}..={}, we speak {}..={}",
+                hello.min_version, hello.version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
+            );
+            return Some((GoodbyeReason::IncompatibleVersion, detail));
+        }
+        if hello.network != self.cfg.network.id() {
+            let detail = format!(
+                "we are on {} (network id {:#x}), you sent {:#x}",
+                self.cfg.network,
+                self.cfg.network.id(),
+                hello.network
+            );
+            return Some((GoodbyeReason::WrongNetwork, detail));
+        }
+        if hello.genesis != self.genesis {
+            let detail = format!(
+                "our genesis is {}, yours is {}",
+                self.genesis, hello.genesis
+            );
+            return Some((GoodbyeReason::WrongGenesis, detail));
+        }
+        None
+    }
+}
+
+/// What we keep of an accepted `Hello`: the user agent cut to [`MAX_USER_AGENT`] bytes
+/// (`?` when empty), the adverts sorted for lookup.
+fn remote_of(hello: Hello) -> Remote {
+    let mut user_agent = hello.user_agent;
+    if user_agent.len() > MAX_USER_AGENT {
+        let mut cut = MAX_USER_AGENT;
+        while !user_agent.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        user_agent.truncate(cut);
+    }
+    if user_agent.is_empty() {
+        user_agent = String::from("?");
+    }
+    Remote {
+        node_id: hello.node_id,
+        boot: hello.boot,
+        listen_port: hello.listen_port,
+        best_height: hello.best_height,
+        best_hash: hello.best_hash,
+        user_agent,
+        protocols: sorted_ads(hello.protocols, |a| a.id),
+        topics: sorted_ads(hello.topics, |a| a.id),
     }
 }

@@ -13,7 +13,7 @@ use super::io::{Action, NodeEvent};
 use super::timer::Timer;
 use super::PeerMachine;
 use crate::id::ConnId;
-use crate::protocol::{builtin, HandleError, InboundId, ProtocolId, Served};
+use crate::protocol::{builtin, HandleError, InboundId, ProtocolId, ProtocolSpec, Served};
 use crate::store::Store;
 use crate::time::Instant;
 use crate::wire::{MessageKind, RefuseReason};
@@ -32,13 +32,9 @@ impl<S: Store> PeerMachine<S> {
             self.counters.unknown_kinds += 1;
             return self.refuse(conn, protocol, id, RefuseReason::Unsupported);
         };
-        let (max_req, max_in, answer_within) = (
-            spec.max_request_bytes as usize,
-            usize::from(spec.max_inbound_in_flight),
-            spec.answer_within(),
-        );
+        let spec = *spec;
         self.app.count_in(protocol, payload.len());
-        if payload.len() > max_req {
+        if payload.len() > spec.max_request_bytes as usize {
             return self.refuse(conn, protocol, id, RefuseReason::TooLarge);
         }
         match served {
@@ -54,42 +50,49 @@ impl<S: Store> PeerMachine<S> {
                     Err(r) => self.refuse(conn, protocol, id, r),
                 }
             }
-            Served::App => {
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                let waiting = c
-                    .in_reqs
-                    .values()
-                    .filter(|r| r.protocol == protocol)
-                    .count();
-                if waiting >= max_in || c.in_reqs.contains_key(&id) {
-                    return self.refuse(conn, protocol, id, RefuseReason::TooManyRequests);
-                }
-                let Some(peer) = c.node_id() else {
-                    return;
-                };
-                c.in_reqs.insert(
-                    id,
-                    InReq {
-                        protocol,
-                        deadline: now + answer_within,
-                    },
-                );
-                let handle = InboundId { conn, id };
-                if self.app.await_answer(protocol, handle, now + answer_within) {
-                    self.timers
-                        .set(Timer::Answer(protocol), now + answer_within);
-                }
-                self.actions
-                    .push_back(Action::Notify(NodeEvent::InboundRequest {
-                        id: handle,
-                        peer,
-                        protocol,
-                        payload: payload.to_vec(),
-                    }));
-            }
+            Served::App => self.hand_to_app(now, conn, id, &spec, payload),
         }
+    }
+
+    /// A request on an application protocol: held (within the protocol's inbound cap) and
+    /// surfaced as [`NodeEvent::InboundRequest`], with a deadline after which the machine
+    /// refuses it `Unanswered` itself.
+    fn hand_to_app(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: u64,
+        spec: &ProtocolSpec,
+        payload: &[u8],
+    ) {
+        let protocol = spec.id;
+        let deadline = now + spec.answer_within();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let waiting = c
+            .in_reqs
+            .values()
+            .filter(|r| r.protocol == protocol)
+            .count();
+        if waiting >= usize::from(spec.max_inbound_in_flight) || c.in_reqs.contains_key(&id) {
+            return self.refuse(conn, protocol, id, RefuseReason::TooManyRequests);
+        }
+        let Some(peer) = c.node_id() else {
+            return;
+        };
+        c.in_reqs.insert(id, InReq { protocol, deadline });
+        let handle = InboundId { conn, id };
+        if self.app.await_answer(protocol, handle, deadline) {
+            self.timers.set(Timer::Answer(protocol), deadline);
+        }
+        self.actions
+            .push_back(Action::Notify(NodeEvent::InboundRequest {
+                id: handle,
+                peer,
+                protocol,
+                payload: payload.to_vec(),
+            }));
     }
 
     /// Answers a peer's request on an application protocol: `Ok(response bytes)` or a

@@ -34,7 +34,7 @@ pub enum Input<'a> {
     Written {
         /// The connection written to.
         conn: ConnId,
-        /// Bytes written since the last `Written` for `conn`.
+        /// Bytes newly written since the last `Written` for `conn` (not a running total).
         bytes: usize,
     },
     /// The connection ended without the machine asking.
@@ -95,7 +95,7 @@ pub enum Action {
     Send {
         /// The connection to write to.
         conn: ConnId,
-        /// Complete frames, ready to write as they are.
+        /// Encoded frame bytes (length prefix included), to write exactly as they are.
         data: crate::wire::Payload,
     },
     /// Flush what was sent on `conn`, then close it. The machine has forgotten `conn`; later

@@ -965,7 +965,15 @@ impl<S: Store> PeerMachine<S> {
                 }
             }
         }
-        self.after_conn_closed(now, conn, dir, addr, node, state, lived);
+        let gone = dial::GoneConn {
+            conn,
+            dir,
+            addr,
+            node,
+            state,
+            lived,
+        };
+        self.after_conn_closed(now, &gone);
     }
 
     fn remember_peer(&mut self, node: NodeId) -> bool {

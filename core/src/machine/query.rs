@@ -72,38 +72,7 @@ impl<S: Store> PeerMachine<S> {
         payload: Vec<u8>,
         deadline: Option<Instant>,
     ) -> Result<(), QueryError> {
-        let Some((spec, _)) = self.registry.protocol(protocol) else {
-            return Err(QueryError::UnknownProtocol);
-        };
-        let (max_out, timeout, max_req) = (
-            spec.max_outbound_in_flight as usize,
-            spec.timeout,
-            spec.max_request_bytes as usize,
-        );
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Err(QueryError::PeerGone);
-        };
-        if c.closing {
-            return Err(QueryError::PeerGone);
-        }
-        let Some(ad) = c.remote.as_ref().and_then(|r| r.protocol(protocol)) else {
-            return Err(QueryError::Unsupported);
-        };
-        if payload.len() > max_req.min(ad.max_request_bytes as usize) {
-            return Err(QueryError::TooLarge);
-        }
-        let in_flight = c
-            .out_reqs
-            .values()
-            .filter(|r| r.protocol == protocol)
-            .count();
-        if in_flight >= max_out.min(usize::from(ad.max_in_flight))
-            || c.out_reqs.len() >= self.cfg.max_requests_in_flight
-        {
-            return Err(QueryError::TooManyInFlight);
-        }
-        let id = c.next_req_id;
-        c.next_req_id += 1;
+        let (id, timeout) = self.admit_request(conn, protocol, payload.len())?;
         let deadline = deadline.unwrap_or(now + timeout);
         let frame = {
             let mut f = self.frame_buf();
@@ -130,6 +99,45 @@ impl<S: Store> PeerMachine<S> {
         self.timers.set(Timer::Request(conn, id), deadline);
         self.send_frame(conn, frame.into(), false);
         Ok(())
+    }
+
+    /// Checks a request of `len` bytes against our declaration of `protocol` and what the
+    /// peer on `conn` advertised, and takes the connection's next request id for it. Returns
+    /// the id and the protocol's timeout.
+    fn admit_request(
+        &mut self,
+        conn: ConnId,
+        protocol: ProtocolId,
+        len: usize,
+    ) -> Result<(u64, crate::time::Duration), QueryError> {
+        let Some((spec, _)) = self.registry.protocol(protocol) else {
+            return Err(QueryError::UnknownProtocol);
+        };
+        let spec = *spec;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Err(QueryError::PeerGone);
+        };
+        if c.closing {
+            return Err(QueryError::PeerGone);
+        }
+        let Some(ad) = c.remote.as_ref().and_then(|r| r.protocol(protocol)) else {
+            return Err(QueryError::Unsupported);
+        };
+        if len > (spec.max_request_bytes as usize).min(ad.max_request_bytes as usize) {
+            return Err(QueryError::TooLarge);
+        }
+        let in_flight = c
+            .out_reqs
+            .values()
+            .filter(|r| r.protocol == protocol)
+            .count();
+        let max_out = usize::from(spec.max_outbound_in_flight).min(usize::from(ad.max_in_flight));
+        if in_flight >= max_out || c.out_reqs.len() >= self.cfg.max_requests_in_flight {
+            return Err(QueryError::TooManyInFlight);
+        }
+        let id = c.next_req_id;
+        c.next_req_id += 1;
+        Ok((id, spec.timeout))
     }
 
     /// Ends a request that will get no response.

@@ -15,13 +15,20 @@ use core::net::SocketAddr;
 /// Upper bounds (milliseconds) of the RTT histogram buckets; a last, unbounded bucket follows.
 pub const RTT_BUCKETS_MS: [u64; 11] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
 
+/// The whole machine at one instant ([`PeerMachine::status`](crate::PeerMachine::status)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
+    /// This node's identity.
     pub node_id: NodeId,
+    /// The network this node is on.
     pub network: Network,
+    /// This process's boot nonce, as sent in `Hello`.
     pub boot: u64,
+    /// Height of our best block.
     pub height: u64,
+    /// Hash of our best block.
     pub tip_hash: BlockHash,
+    /// Hash of the network's genesis block.
     pub genesis_hash: BlockHash,
     /// Established peers, ordered by node id.
     pub peers: Vec<PeerStatus>,
@@ -31,12 +38,15 @@ pub struct Status {
     pub syncing: bool,
     /// The best height a peer has told us about, when above ours.
     pub sync_target: Option<u64>,
+    /// Transactions in the mempool.
     pub mempool_len: usize,
     /// Bytes of transaction data in the mempool (bounded by `Config::mempool_max_bytes`).
     pub mempool_bytes: usize,
+    /// Addresses in the address book.
     pub addr_book_len: usize,
     /// Set once the machine has stopped (after shutdown or a store failure).
     pub stopped: bool,
+    /// Every counter since the machine started.
     pub counters: Counters,
     /// Every protocol this node runs (the core's and the application's), by id.
     pub protocols: BTreeMap<ProtocolId, ProtocolStats>,
@@ -44,58 +54,86 @@ pub struct Status {
     pub topics: BTreeMap<TopicId, TopicStats>,
 }
 
+/// One established peer, in a [`Status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
+    /// The peer's node id.
     pub node_id: NodeId,
+    /// The connection the peer is on.
     pub conn: ConnId,
+    /// Which side opened that connection.
     pub direction: Direction,
+    /// The remote address of that connection.
     pub remote_addr: SocketAddr,
     /// RTT of the most recent answered ping.
     pub rtt: Option<Duration>,
+    /// When the handshake on this connection completed.
     pub connected_since: Instant,
+    /// Pings we sent on this connection.
     pub pings_sent: u64,
+    /// Pongs that answered one of our recent pings on this connection.
     pub pongs_received: u64,
     /// Pings the peer sent us. The dialer keeps a connection alive, so on an inbound
     /// connection this, not `pings_sent`, is what keeps counting.
     pub pings_received: u64,
+    /// The best height the peer's `Hello` announced (not updated afterwards).
     pub best_height: u64,
+    /// The peer's user agent, cut to `MAX_USER_AGENT` bytes; `?` when it sent none.
     pub user_agent: String,
-    /// The protocols and topics the peer advertised in its `Hello`.
+    /// The protocols the peer advertised in its `Hello`, sorted by id.
     pub protocols: Vec<ProtocolId>,
+    /// The topics the peer advertised in its `Hello`, sorted by id.
     pub topics: Vec<TopicId>,
 }
 
 /// Monotonic counters since the machine started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Inbound connections accepted.
     pub conns_inbound: u64,
+    /// Outbound connections started (counted at the dial, as `dials` is).
     pub conns_outbound: u64,
     /// Connections closed, by reason (either side's goodbye, or the transport's).
     pub conns_closed: Tally<CloseReason>,
+    /// Dials started.
     pub dials: u64,
+    /// Dials that failed or timed out before connecting.
     pub dial_failures: u64,
     /// Peers that came up again after having been lost.
     pub reconnects: u64,
+    /// Frames received, of every kind.
     pub frames_in: u64,
+    /// Frames handed to the transport in [`Action::Send`](crate::Action::Send)s.
     pub frames_out: u64,
+    /// Bytes received from peers.
     pub bytes_in: u64,
+    /// Bytes handed to the transport in [`Action::Send`](crate::Action::Send)s.
     pub bytes_out: u64,
     /// Frames of a kind this version does not know, skipped.
     pub unknown_kinds: u64,
+    /// Peers disconnected for [`Misbehaviour::Protocol`].
     pub protocol_errors: u64,
+    /// Pings sent, all peers together.
     pub pings_sent: u64,
+    /// Pongs that answered one of our pings, all peers together.
     pub pongs_received: u64,
+    /// Connections closed because nothing arrived for the ping timeout.
     pub ping_timeouts: u64,
     /// Histogram of RTT samples; see [`RTT_BUCKETS_MS`].
     pub rtt_buckets: [u64; RTT_BUCKETS_MS.len() + 1],
+    /// Sum of every RTT sample, in microseconds; with `rtt_buckets`, gives the mean.
     pub rtt_sum_us: u64,
     /// Queries and requests by outcome (a refusal keeps its reason).
     pub queries: Tally<QueryOutcome>,
     /// Peers banned, by what they did.
     pub misbehaviour: Tally<Misbehaviour>,
+    /// Blocks added to our chain (by sync, gossip, reorgs or local production).
     pub blocks_applied: u64,
+    /// Times the chain switched branch.
     pub reorgs: u64,
+    /// Transactions that entered the mempool (local and relayed).
     pub txs_accepted: u64,
+    /// Second connections to an already connected node, resolved to one.
     pub duplicates_resolved: u64,
     /// Goodbyes peers sent us, by reason (`conns_closed` counts every close, either side).
     pub goodbyes_received: Tally<GoodbyeReason>,
@@ -116,6 +154,7 @@ impl Counters {
 /// A counter key: an enum with a stable snake_case label for metrics and JSON. Several keys
 /// may share a label (every refusal is `refused`); [`Tally::by_label`] sums them.
 pub trait Label: Copy + Ord {
+    /// The key's label.
     fn label(self) -> &'static str;
 }
 
@@ -163,6 +202,7 @@ impl<K: Label> Tally<K> {
         self.counts.values().sum()
     }
 
+    /// True when nothing was counted yet.
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }
@@ -172,8 +212,11 @@ impl<K: Label> Tally<K> {
 /// the reason is what matters, [`DownReason`] says who), the transport, or a takeover.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum CloseReason {
+    /// A goodbye, sent or received; every `Other` code counts as `Other(0)`.
     Goodbye(GoodbyeReason),
+    /// The transport closed the connection without a goodbye.
     Transport(CloseKind),
+    /// A newer connection from the same node took over.
     Replaced,
 }
 
@@ -204,6 +247,7 @@ impl Label for CloseReason {
 pub enum QueryOutcome {
     /// A response arrived.
     Answered,
+    /// It failed; refusals are folded so every `App` or `Other` code counts as code 0.
     Failed(QueryError),
 }
 

@@ -109,6 +109,7 @@ impl fmt::Display for TopicId {
 /// what the responder would refuse.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ProtocolSpec {
+    /// The wire id; an application's ids start at [`APP_ID_MIN`].
     pub id: ProtocolId,
     /// For logs, metrics labels and `/peers`; stable, lowercase, `/`-separated.
     pub name: &'static str,
@@ -141,19 +142,23 @@ impl ProtocolSpec {
         }
     }
 
+    /// This spec with `max_request_bytes` set to `n`.
     pub const fn with_max_request_bytes(mut self, n: u32) -> Self {
         self.max_request_bytes = n;
         self
     }
+    /// This spec with `max_response_bytes` set to `n`.
     pub const fn with_max_response_bytes(mut self, n: u32) -> Self {
         self.max_response_bytes = n;
         self
     }
+    /// This spec with `max_outbound_in_flight` and `max_inbound_in_flight` set.
     pub const fn with_in_flight(mut self, outbound: u16, inbound: u16) -> Self {
         self.max_outbound_in_flight = outbound;
         self.max_inbound_in_flight = inbound;
         self
     }
+    /// This spec with `timeout` set to `t`.
     pub const fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
@@ -177,7 +182,9 @@ impl ProtocolSpec {
 /// A gossip topic: its id, a name, and its limits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TopicSpec {
+    /// The wire id; an application's ids start at [`APP_ID_MIN`].
     pub id: TopicId,
+    /// For logs, metrics labels and `/peers`; stable, lowercase, `/`-separated.
     pub name: &'static str,
     /// Largest message accepted or published. Default 64 KiB.
     pub max_message_bytes: u32,
@@ -201,6 +208,7 @@ pub struct TopicSpec {
 }
 
 impl TopicSpec {
+    /// A spec with the default limits.
     pub const fn new(id: TopicId, name: &'static str) -> Self {
         TopicSpec {
             id,
@@ -214,15 +222,18 @@ impl TopicSpec {
             validation_timeout: Duration::from_secs(10),
         }
     }
+    /// This spec with `max_message_bytes` set to `n`.
     pub const fn with_max_message_bytes(mut self, n: u32) -> Self {
         self.max_message_bytes = n;
         self
     }
+    /// This spec with `rate_per_sec` and `burst` set.
     pub const fn with_rate(mut self, per_sec: u32, burst: u32) -> Self {
         self.rate_per_sec = per_sec;
         self.burst = burst;
         self
     }
+    /// This spec with `validate` off: messages are forwarded without waiting for a verdict.
     pub const fn without_validation(mut self) -> Self {
         self.validate = false;
         self
@@ -239,15 +250,20 @@ impl TopicSpec {
 /// A protocol as a peer advertises it in its `Hello`: what it will accept from us.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ProtocolAd {
+    /// The protocol.
     pub id: ProtocolId,
+    /// Largest request payload the peer accepts (its `max_request_bytes`).
     pub max_request_bytes: u32,
+    /// Our requests the peer holds at once (its `max_inbound_in_flight`).
     pub max_in_flight: u16,
 }
 
 /// A topic as a peer advertises it in its `Hello`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct TopicAd {
+    /// The topic.
     pub id: TopicId,
+    /// Largest message the peer accepts; larger ones are not forwarded to it.
     pub max_message_bytes: u32,
 }
 
@@ -255,19 +271,26 @@ pub struct TopicAd {
 /// touches bytes. The untyped API ([`PeerMachine::request`](crate::PeerMachine::request))
 /// is underneath for other codecs.
 pub trait Protocol {
+    /// The protocol's id, name and limits; declare it in `Config::protocols`.
     const SPEC: ProtocolSpec;
+    /// What a requester sends.
     type Request: Serialize + DeserializeOwned;
+    /// What a responder answers.
     type Response: Serialize + DeserializeOwned;
 
+    /// The request's bytes on the wire (postcard by default).
     fn encode_request(req: &Self::Request) -> Vec<u8> {
         encode(req)
     }
+    /// A request from its bytes (postcard by default).
     fn decode_request(bytes: &[u8]) -> Result<Self::Request, DecodeError> {
         decode(bytes)
     }
+    /// The response's bytes on the wire (postcard by default).
     fn encode_response(resp: &Self::Response) -> Vec<u8> {
         encode(resp)
     }
+    /// A response from its bytes (postcard by default).
     fn decode_response(bytes: &[u8]) -> Result<Self::Response, DecodeError> {
         decode(bytes)
     }
@@ -275,12 +298,16 @@ pub trait Protocol {
 
 /// A typed gossip topic over serde + postcard.
 pub trait Topic {
+    /// The topic's id, name and limits; declare it in `Config::topics`.
     const SPEC: TopicSpec;
+    /// What is published on the topic.
     type Message: Serialize + DeserializeOwned;
 
+    /// The message's bytes on the wire (postcard by default).
     fn encode(msg: &Self::Message) -> Vec<u8> {
         encode(msg)
     }
+    /// A message from its bytes (postcard by default).
     fn decode(bytes: &[u8]) -> Result<Self::Message, DecodeError> {
         decode(bytes)
     }
@@ -330,6 +357,7 @@ pub struct GossipId {
 }
 
 impl GossipId {
+    /// The topic the message arrived on.
     pub fn topic(&self) -> TopicId {
         self.topic
     }
@@ -340,6 +368,7 @@ impl GossipId {
 pub struct MessageId(pub [u8; 32]);
 
 impl MessageId {
+    /// The id of `payload` on `topic`.
     pub fn of(topic: TopicId, payload: &[u8]) -> Self {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
@@ -403,6 +432,7 @@ pub enum PublishError {
     TooLarge,
     /// The same message was already published or received.
     Duplicate,
+    /// The machine is shutting down or stopped.
     ShuttingDown,
 }
 

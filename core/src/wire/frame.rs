@@ -9,10 +9,16 @@ use alloc::vec::Vec;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 
+/// A frame the decoder cannot take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
     /// The peer declared a frame larger than we accept.
-    TooLarge { declared: u32, max: u32 },
+    TooLarge {
+        /// The payload length the prefix declared, in bytes.
+        declared: u32,
+        /// The largest payload we accept (`Config::max_frame`), in bytes.
+        max: u32,
+    },
 }
 
 /// Appends one frame carrying `payload` to `out`.
@@ -33,6 +39,7 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// An empty decoder refusing payloads over `max_frame` bytes.
     pub fn new(max_frame: u32) -> Self {
         FrameDecoder {
             buf: Vec::new(),

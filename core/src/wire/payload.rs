@@ -11,7 +11,9 @@ use core::ops::Deref;
 /// of a block, not N.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Payload {
+    /// The machine's own buffer, now the driver's; `recycle` may hand it back for reuse.
     Owned(Vec<u8>),
+    /// One encoding shared by every connection the frame goes to.
     Shared(Arc<[u8]>),
 }
 
