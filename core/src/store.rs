@@ -20,7 +20,10 @@ pub enum StoreOp {
     /// Reading the chain tip at start.
     ReadTip,
     /// Reading the block at this height (start, fork choice, answering a peer).
-    ReadBlock { height: u64 },
+    ReadBlock {
+        /// The height of the block being read.
+        height: u64,
+    },
     /// Reading the chain to answer a peer's request.
     ServeRequest,
     /// Writing blocks (sync, a reorg, a produced block).
@@ -49,11 +52,13 @@ impl fmt::Display for StoreOp {
 /// back the store's type (`timed_store::StoreError` names the path and says what to do).
 #[derive(Clone, Debug)]
 pub struct StoreFailure {
+    /// What the machine was doing.
     pub op: StoreOp,
     error: Arc<dyn Error + Send + Sync>,
 }
 
 impl StoreFailure {
+    /// A failure of `op`, keeping the store's `error`.
     pub fn new<E: Error + Send + Sync + 'static>(op: StoreOp, error: E) -> Self {
         StoreFailure {
             op,
@@ -100,6 +105,7 @@ impl Eq for StoreFailure {}
 /// What the address book remembers about one address.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AddrEntry {
+    /// The address (IP and listening port); the book's key.
     pub addr: PeerAddr,
     /// Consecutive failed dials; reset by a successful handshake.
     pub failures: u32,
@@ -107,6 +113,8 @@ pub struct AddrEntry {
     pub last_seen: Option<u64>,
 }
 
+/// Persistent storage for one node: its identity, its chain (genesis included) and its
+/// address book.
 pub trait Store {
     /// An I/O failure. The machine stops on any store error and reports it, as a value
     /// ([`StoreFailure`]) the application can downcast back to this type; its message should
@@ -115,12 +123,17 @@ pub trait Store {
 
     /// The persisted node identity, if one was created.
     fn identity(&self) -> Result<Option<NodeId>, Self::Error>;
+    /// Persists the node identity, replacing any earlier one.
     fn set_identity(&mut self, id: NodeId) -> Result<(), Self::Error>;
 
     /// Height and hash of the best block. A store always holds at least its genesis block.
     fn tip(&self) -> Result<(u64, BlockHash), Self::Error>;
+    /// The header of our block at `height`; `None` above the tip.
     fn header_at(&self, height: u64) -> Result<Option<Header>, Self::Error>;
+    /// Our block at `height`; `None` above the tip.
     fn block_at(&self, height: u64) -> Result<Option<Block>, Self::Error>;
+    /// The hash of our block at `height`; `None` above the tip. The default hashes
+    /// [`header_at`](Self::header_at); a store that keeps hashes may answer directly.
     fn hash_at(&self, height: u64) -> Result<Option<BlockHash>, Self::Error> {
         Ok(self.header_at(height)?.map(|h| h.hash()))
     }
@@ -132,7 +145,9 @@ pub trait Store {
 
     /// Every address in the book.
     fn addrs(&self) -> Result<Vec<AddrEntry>, Self::Error>;
+    /// Inserts `entry`, or replaces the entry of the same address.
     fn put_addr(&mut self, entry: AddrEntry) -> Result<(), Self::Error>;
+    /// Forgets `addr`; nothing happens if it is not in the book.
     fn remove_addr(&mut self, addr: PeerAddr) -> Result<(), Self::Error>;
 }
 
@@ -167,6 +182,7 @@ impl MemStore {
         }
     }
 
+    /// Height of the tip block.
     pub fn height(&self) -> u64 {
         self.blocks.len() as u64 - 1
     }

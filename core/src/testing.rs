@@ -66,9 +66,13 @@ pub struct Switchboard {
 /// A frame delivered to a machine, as recorded by [`Switchboard::enable_trace`].
 #[derive(Clone, Debug)]
 pub struct Traced {
+    /// Virtual time of the delivery.
     pub at: Instant,
+    /// The sending node and its connection id.
     pub from: (NodeIx, ConnId),
+    /// The receiving node and its connection id.
     pub to: (NodeIx, ConnId),
+    /// The frame, decoded (frames that do not decode are not recorded).
     pub message: Message,
 }
 
@@ -112,6 +116,7 @@ impl Switchboard {
         self.split = Some(crate::rng::Rng::new(seed));
     }
 
+    /// Sets the one-way latency of every link, for bytes sent from now on.
     pub fn set_latency(&mut self, latency: Duration) {
         self.latency = latency;
     }
@@ -135,6 +140,7 @@ impl Switchboard {
         self.nodes[node].machine.as_mut().expect("node is crashed")
     }
 
+    /// The network's virtual time.
     pub fn now(&self) -> Instant {
         self.now
     }
@@ -151,6 +157,8 @@ impl Switchboard {
 
     // ---- the transport operations a driver performs ----------------------------------------
 
+    /// Carries out `Action::Send`: the bytes arrive at the other end after the latency
+    /// (unless the link is cut or filtered), and `node` is told at once they were written.
     pub fn send(&mut self, node: NodeIx, conn: ConnId, data: impl Into<crate::wire::Payload>) {
         let data = data.into().into_vec();
         let from = End { node, conn };
@@ -182,6 +190,7 @@ impl Switchboard {
         }
     }
 
+    /// Carries out `Action::Close`: the other end sees a FIN after the latency.
     pub fn close(&mut self, node: NodeIx, conn: ConnId) {
         let from = End { node, conn };
         if let Some(to) = self.peer_of.remove(&from) {
@@ -192,6 +201,8 @@ impl Switchboard {
         }
     }
 
+    /// Carries out `Action::Dial`: after the latency the machine at `addr` accepts it, or
+    /// `node` is told the dial failed.
     pub fn dial(&mut self, node: NodeIx, conn: ConnId, addr: SocketAddr) {
         self.push(
             self.now + self.latency,
@@ -360,6 +371,7 @@ impl Switchboard {
         self.cut.insert((a.min(b), a.max(b)));
     }
 
+    /// Undoes a [`cut`](Self::cut): traffic between `a` and `b` flows again.
     pub fn heal(&mut self, a: NodeIx, b: NodeIx) {
         self.cut.remove(&(a.min(b), a.max(b)));
     }

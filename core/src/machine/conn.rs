@@ -282,8 +282,4 @@ impl Conn {
         b.micro_tokens -= ONE;
         true
     }
-
-    pub fn unsent_bytes(&self) -> usize {
-        self.queued + self.in_transport
-    }
 }

@@ -21,6 +21,7 @@ mod mempool;
 mod produce;
 mod query;
 mod relay;
+mod send_queue;
 mod serve;
 mod status;
 mod sync;
@@ -52,10 +53,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use app::AppState;
 use ban::Bans;
-use conn::{Conn, ConnState, Frame};
+use conn::{Conn, ConnState};
 use conn_map::ConnMap;
 use core::net::{IpAddr, SocketAddr};
 use dial::Target;
+use send_queue::Flow;
 use sync::ChainState;
 use timer::{Timer, TimerTable};
 
@@ -482,10 +484,12 @@ impl<S: Store> PeerMachine<S> {
         self.chain.tip.0
     }
 
+    /// This node's identity (`Config::node_id`).
     pub fn node_id(&self) -> NodeId {
         self.cfg.node_id
     }
 
+    /// The configuration the machine was created with.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -495,6 +499,7 @@ impl<S: Store> PeerMachine<S> {
         self.boot
     }
 
+    /// The machine's store, read-only.
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -778,25 +783,19 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.control.is_empty()
-            && c.bulk.is_empty()
-            && c.in_transport < window
-            && c.state != ConnState::Dialing
-        {
-            // Nothing queued ahead and room in the window: queueing the frame and flushing
-            // would hand exactly this frame to the transport at once, so skip the queue.
-            c.in_transport += frame.len();
-            self.counters.frames_out += 1;
-            self.counters.bytes_out += frame.len() as u64;
-            self.actions.push_back(Action::Send {
-                conn,
-                data: frame.into(),
-            });
-            return self.check_send_queue(conn);
+        match c.push_control(frame, window) {
+            // Nothing queued ahead and room in the window: straight to the transport.
+            Some(frame) => {
+                self.counters.frames_out += 1;
+                self.counters.bytes_out += frame.len() as u64;
+                self.actions.push_back(Action::Send {
+                    conn,
+                    data: frame.into(),
+                });
+                self.check_send_queue(conn);
+            }
+            None => self.flush(conn),
         }
-        c.queued += frame.len();
-        c.control.push_back(frame);
-        self.flush(conn);
     }
 
     /// Queues an encoded bulk frame (gossip encodes once and shares the bytes everywhere).
@@ -804,11 +803,7 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.queued += bytes.len();
-        if is_response {
-            c.responses_queued += 1;
-        }
-        c.bulk.push_back(Frame { bytes, is_response });
+        c.push_bulk(bytes, is_response);
         self.flush(conn);
     }
 
@@ -825,31 +820,11 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.in_transport = c.in_transport.saturating_sub(written);
-        if c.state == ConnState::Dialing {
+        c.written(written);
+        if c.state == ConnState::Dialing || c.idle_within(self.hot.max_send_queue) {
             return;
         }
-        if c.control.is_empty() && c.bulk.is_empty() && !c.read_paused {
-            // Nothing queued and reading not paused (the usual `Written`): nothing to hand
-            // over, and while the bytes in the transport (all that counts with an empty
-            // queue) stay within half the bound, nothing for `check_send_queue` to do.
-            if c.in_transport <= self.hot.max_send_queue / 2 {
-                return;
-            }
-        }
-        while c.in_transport < window {
-            let bytes = if let Some(b) = c.control.pop_front() {
-                Payload::Owned(b)
-            } else if let Some(f) = c.bulk.pop_front() {
-                if f.is_response {
-                    c.responses_queued -= 1;
-                }
-                f.bytes
-            } else {
-                break;
-            };
-            c.queued -= bytes.len();
-            c.in_transport += bytes.len();
+        while let Some(bytes) = c.next_for_transport(window) {
             self.counters.frames_out += 1;
             self.counters.bytes_out += bytes.len() as u64;
             self.actions.push_back(Action::Send { conn, data: bytes });
@@ -857,27 +832,22 @@ impl<S: Store> PeerMachine<S> {
         self.check_send_queue(conn);
     }
 
-    /// Enforces the send queue bound and read backpressure on `conn` after its queue or
-    /// window changed.
+    /// Acts on the send queue's flow decision for `conn` after its queue or window changed.
     fn check_send_queue(&mut self, conn: ConnId) {
         let max_queue = self.hot.max_send_queue;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let unsent = c.unsent_bytes();
-        if unsent > max_queue {
-            self.close_with_goodbye(
+        match c.flow(max_queue) {
+            Flow::Steady => {}
+            Flow::Pause => self.actions.push_back(Action::PauseRead { conn }),
+            Flow::Resume => self.actions.push_back(Action::ResumeRead { conn }),
+            Flow::Overflow => self.close_with_goodbye(
                 self.now,
                 conn,
                 GoodbyeReason::SlowReader,
                 "send queue overflow: the peer does not read",
-            );
-        } else if !c.read_paused && unsent > max_queue / 2 {
-            c.read_paused = true;
-            self.actions.push_back(Action::PauseRead { conn });
-        } else if c.read_paused && unsent <= max_queue / 4 {
-            c.read_paused = false;
-            self.actions.push_back(Action::ResumeRead { conn });
+            ),
         }
     }
 

@@ -16,7 +16,7 @@ pub enum FrameError {
     TooLarge {
         /// The payload length the prefix declared, in bytes.
         declared: u32,
-        /// The largest payload we accept (`Config::max_frame`), in bytes.
+        /// The decoder's limit, in bytes (the machine's is `Config::max_frame`).
         max: u32,
     },
 }
