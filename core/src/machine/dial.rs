@@ -177,7 +177,7 @@ impl<S: Store> PeerMachine<S> {
                 forget.push(*a);
             }
         }
-        self.book_conn_closed(now, addr, dir, state);
+        self.book_conn_closed(addr, dir, state);
         for a in forget {
             self.targets.remove(&a);
             self.book_backoff(now, a);

@@ -1,30 +1,24 @@
 //! Peer exchange and the address book in use: learning addresses, evicting failing ones,
 //! backoff per address, and keeping outbound connections topped up.
 
+use super::book::Change;
+use super::conn::ConnState;
 use super::io::Direction;
 use super::query::ChainReq;
 use super::timer::Timer;
 use super::PeerMachine;
 use crate::id::NodeId;
-use crate::store::{AddrEntry, Store, StoreOp};
+use crate::store::{Store, StoreOp};
 use crate::time::{Duration, Instant};
-use crate::wire::{PeerAddr, RequestBody};
-use alloc::collections::BTreeSet;
+use crate::wire::RequestBody;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
-
-/// Dial failures after which an address leaves the book.
-const MAX_ADDR_FAILURES: u32 = 8;
 
 impl<S: Store> PeerMachine<S> {
     /// Holds back dials to a book address: `backoff_initial` doubled per recorded failure,
     /// up to `backoff_max`, with up to +25 % jitter.
     pub(crate) fn book_backoff(&mut self, now: Instant, addr: SocketAddr) {
-        let failures = self
-            .chain
-            .book
-            .get(&PeerAddr::from(addr))
-            .map_or(0, |e| e.failures);
+        let failures = self.chain.book.failures(addr);
         let base = self
             .cfg
             .backoff_initial
@@ -32,8 +26,7 @@ impl<S: Store> PeerMachine<S> {
             .min(self.cfg.backoff_max);
         let jitter = self.rng.below(base.as_micros() / 4 + 1);
         let at = now + Duration::from_micros(base.as_micros() + jitter);
-        let e = self.chain.retry_at.entry(addr).or_insert(at);
-        *e = (*e).max(at);
+        self.chain.book.hold_until(addr, at);
     }
 
     // ---- peer exchange --------------------------------------------------------------------
@@ -56,91 +49,42 @@ impl<S: Store> PeerMachine<S> {
         self.top_up_outbound(now);
     }
 
-    /// Adds an address to the book (bounded: the entry with most failures goes first).
+    /// Adds an address to the book (bounded: see [`AddrBook::learn`]) and persists what
+    /// changed.
     pub(super) fn learn_addr(&mut self, addr: SocketAddr, node: Option<NodeId>, seen: bool) {
         if addr.port() == 0 || addr.ip().is_unspecified() || self.never_dial.contains(&addr) {
             return;
         }
-        if let Some(n) = node {
-            if self.chain.addr_node.len() >= self.cfg.addr_book_max
-                && !self.chain.addr_node.contains_key(&addr)
-            {
-                self.chain.addr_node.pop_first();
-            }
-            self.chain.addr_node.insert(addr, n);
-        }
-        let key = PeerAddr::from(addr);
-        let full = self.chain.book.len() >= self.cfg.addr_book_max;
-        if !seen && full && !self.chain.book.any_failing() {
-            // Hearsay into a full, healthy book changes nothing whether or not the address
-            // is known (a known one keeps its entry as it is): decided without a lookup,
-            // for every address of every `Peers` response once the book has filled.
-            return;
-        }
-        let before = self.chain.book.get(&key).copied();
-        if before.is_none() && full {
-            // A hearsay address does not evict a known one unless that one is failing.
-            if !seen && !self.chain.book.any_failing() {
-                return;
-            }
-            match self.chain.book.worst().map(|e| e.addr) {
-                Some(w) => self.evict_addr(w),
-                None => return,
-            }
-        }
-        let mut entry = before.unwrap_or(AddrEntry {
-            addr: key,
-            failures: 0,
-            last_seen: None,
-        });
-        if seen {
-            entry.failures = 0;
-            entry.last_seen = Some(self.now.as_micros());
-        }
-        self.chain.book.put(entry);
-        // Hearsay about an address we already know changes nothing: spare the store a write
-        // (with LMDB, a transaction) for every address in every `Peers` response.
-        if before == Some(entry) {
-            return;
-        }
-        if let Err(err) = self.store.put_addr(entry) {
-            let now = self.now;
-            self.fatal(now, StoreOp::WriteAddrs, err);
-        }
+        let change = self.chain.book.learn(addr, node, seen, self.now);
+        self.persist(change);
     }
 
-    pub(super) fn evict_addr(&mut self, addr: PeerAddr) {
-        self.chain.book.remove(&addr);
-        if let Err(err) = self.store.remove_addr(addr) {
-            let now = self.now;
-            self.fatal(now, StoreOp::WriteAddrs, err);
+    /// An outbound attempt to `addr` ended before the handshake: one more failure for it.
+    pub(crate) fn book_conn_closed(&mut self, addr: SocketAddr, dir: Direction, state: ConnState) {
+        if dir != Direction::Outbound || state == ConnState::Established {
+            return;
         }
+        let change = self.chain.book.dial_failed(addr);
+        self.persist(change);
     }
 
-    /// An outbound attempt to `addr` ended: count failures in the book.
-    pub(crate) fn book_conn_closed(
-        &mut self,
-        _now: Instant,
-        addr: SocketAddr,
-        dir: Direction,
-        state: super::conn::ConnState,
-    ) {
-        if dir != Direction::Outbound || state == super::conn::ConnState::Established {
-            return;
-        }
-        let key = PeerAddr::from(addr);
-        let Some(mut entry) = self.chain.book.get(&key).copied() else {
-            return;
+    /// Writes a book change to the store (a failure stops the machine).
+    fn persist(&mut self, change: Change) {
+        let (put, removed) = match change {
+            Change::None => return,
+            Change::Put { put, evicted } => (Some(put), evicted),
+            Change::Evicted(addr) => (None, Some(addr)),
         };
-        entry.failures = entry.failures.saturating_add(1);
-        if entry.failures >= MAX_ADDR_FAILURES {
-            self.evict_addr(key);
-        } else {
-            self.chain.book.put(entry);
-            if let Err(err) = self.store.put_addr(entry) {
-                let now = self.now;
-                self.fatal(now, StoreOp::WriteAddrs, err);
-            }
+        let mut result = Ok(());
+        if let Some(addr) = removed {
+            result = self.store.remove_addr(addr);
+        }
+        if let (Ok(()), Some(entry)) = (&result, put) {
+            result = self.store.put_addr(entry);
+        }
+        if let Err(err) = result {
+            let now = self.now;
+            self.fatal(now, StoreOp::WriteAddrs, err);
         }
     }
 
@@ -159,23 +103,12 @@ impl<S: Store> PeerMachine<S> {
         if want == 0 {
             return;
         }
-        let connected: BTreeSet<NodeId> = self.peers.keys().copied().collect();
-        self.chain.retry_at.retain(|_, at| *at > now);
-        let retry_at = &self.chain.retry_at;
-        let mut candidates: Vec<(u32, SocketAddr)> = self
-            .chain
-            .book
-            .values()
-            .map(|e| (e.failures, SocketAddr::from(e.addr)))
-            .filter(|(_, a)| !self.targets.contains_key(a) && !self.never_dial.contains(a))
-            .filter(|(_, a)| !retry_at.contains_key(a))
-            .filter(|(_, a)| {
-                self.chain
-                    .addr_node
-                    .get(a)
-                    .is_none_or(|n| !connected.contains(n))
-            })
-            .collect();
+        let (peers, targets, never) = (&self.peers, &self.targets, &self.never_dial);
+        let mut candidates = self.chain.book.dial_candidates(
+            now,
+            |n| peers.contains_key(n),
+            |a| targets.contains_key(a) || never.contains(a),
+        );
         // Fewest failures first; the seeded RNG breaks ties so nodes spread their dials.
         let mut keyed: Vec<(u32, u64, SocketAddr)> = candidates
             .drain(..)
@@ -191,7 +124,7 @@ impl<S: Store> PeerMachine<S> {
         }
         // Still short, and some addresses are only waiting out their backoff: come back then.
         if want > 0 {
-            if let Some(&next) = self.chain.retry_at.values().min() {
+            if let Some(next) = self.chain.book.next_release() {
                 self.timers.set(Timer::TopUp, next);
             }
         }

@@ -81,7 +81,7 @@ impl<S: Store> PeerMachine<S> {
         for a in self
             .chain
             .book
-            .values()
+            .entries()
             .filter(|e| e.failures == 0)
             .map(|e| e.addr)
         {

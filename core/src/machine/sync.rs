@@ -11,6 +11,7 @@
 //! has no periodic chain work at all, which is what lets the simulator run 10 000 of them.
 
 use super::app::Seen;
+use super::book::AddrBook;
 use super::fork::Fork;
 use super::io::{Action, Direction, Misbehaviour, NodeEvent, QueryError};
 use super::mempool::Mempool;
@@ -27,7 +28,6 @@ use crate::wire::{RequestBody, ResponseBody};
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
-use core::net::SocketAddr;
 
 /// How often sync progress and stalls are checked while there is sync work.
 const SYNC_TICK: Duration = Duration::from_secs(1);
@@ -56,13 +56,7 @@ pub(crate) struct ChainState {
     pub(super) seen_blocks: Seen<BlockHash>,
     pub(super) seen_txs: Seen<TxId>,
     pub(super) mempool: Mempool,
-    pub(super) book: super::book::Book,
-    /// Which node a listening address belongs to, when known: keeps peer exchange from
-    /// dialing peers we already have.
-    pub(super) addr_node: BTreeMap<SocketAddr, NodeId>,
-    /// Book addresses not to dial before the given instant: backoff after a failed attempt
-    /// or a lost peer, so a peer that just said goodbye is not redialed at once.
-    pub(super) retry_at: BTreeMap<SocketAddr, Instant>,
+    pub(super) book: AddrBook,
     pub(super) rr: u64,
 }
 
@@ -79,9 +73,7 @@ impl ChainState {
             seen_blocks: Seen::new(SEEN_MAX),
             seen_txs: Seen::new(SEEN_MAX),
             mempool: Mempool::new(cfg.mempool_max, cfg.mempool_max_bytes),
-            book: Default::default(),
-            addr_node: BTreeMap::new(),
-            retry_at: BTreeMap::new(),
+            book: AddrBook::new(cfg.addr_book_max),
             rr: 0,
         }
     }
@@ -106,11 +98,7 @@ impl<S: Store> PeerMachine<S> {
             return self.fatal(now, op, e);
         }
         match self.store.addrs() {
-            Ok(list) => {
-                for e in list.into_iter().take(self.cfg.addr_book_max) {
-                    self.chain.book.put(e);
-                }
-            }
+            Ok(list) => self.chain.book.load(list),
             Err(e) => return self.fatal(now, StoreOp::ReadAddrs, e),
         }
         self.timers
@@ -205,13 +193,7 @@ impl<S: Store> PeerMachine<S> {
         // Its ranges in flight ended with PeerGone through `chain_request_failed`.
         self.drive_sync(now);
         // Replace the lost peer from the book, but not by redialing it at once.
-        let lost: Vec<SocketAddr> = self
-            .chain
-            .addr_node
-            .iter()
-            .filter(|(_, n)| **n == node)
-            .map(|(a, _)| *a)
-            .collect();
+        let lost = self.chain.book.addrs_of(node);
         for a in lost {
             self.book_backoff(now, a);
         }
