@@ -114,7 +114,7 @@ impl Raw {
 
 /// A peer that completes the handshake, then declares a 1 MiB frame and trickles one byte of
 /// it every minute, never sending a complete frame again, must be dropped at the ping timeout
-/// (DESIGN §3: a peer that has not answered for `ping_timeout` is disconnected; issue 3: every
+/// (a peer that has not been heard from for `ping_timeout` is disconnected, and only a whole
 /// *frame* received proves liveness). Otherwise 125 such sockets hold every connection slot
 /// forever (slowloris).
 #[test]

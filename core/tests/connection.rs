@@ -302,7 +302,7 @@ fn an_acceptor_drops_a_silent_dialer_at_the_ping_timeout() {
     );
 }
 
-/// "No per-tick work" (issue 4, item 9): a node in step with its peers wakes for its pings
+/// No per-tick work: a node in step with its peers wakes for its pings
 /// (once per interval for all of them) and the occasional peer exchange, nothing else. A 1 s
 /// sync tick, an idle check per connection per timeout or a ping phase per connection would
 /// multiply its wake-ups (and a 10 000-node simulation's events).

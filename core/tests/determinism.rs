@@ -1,4 +1,4 @@
-//! The same seeds and the same calls give the same actions (DESIGN §3, issue 3 item 9): a
+//! The same seeds and the same calls give the same actions: a
 //! small network with handshakes, a simultaneous open, queries, gossip, a cut, a crash and
 //! restart and injected garbage is run twice, and a sha256 over every node's action log
 //! (with times) must match; another seed must not.

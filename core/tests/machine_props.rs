@@ -2,7 +2,7 @@
 //! `Switchboard`: random operation sequences on 2–4 machines (dials including simultaneous and
 //! self dials, cuts and heals, crashes and restarts with the store kept, byte corruption on
 //! live connections, time jumps, application queries to known and unknown node ids) never
-//! panic, and keep the invariants of DESIGN §3 once the network has settled:
+//! panic, and keep the machine's invariants once the network has settled:
 //!
 //! - every pair of live nodes agrees on whether they are peers; a pair that is connected has
 //!   exactly one connection, seen from opposite directions on the two ends, and it carries

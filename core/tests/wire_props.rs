@@ -1,4 +1,4 @@
-//! Property tests for wire protocol v2 (DESIGN §4): every message roundtrips with arbitrary
+//! Property tests for wire protocol v2: every message roundtrips with arbitrary
 //! contents (requests and gossip on any protocol or topic id, with any payload; responses
 //! and refusals), the built-in protocols' bodies survive their own encoding, any chunking of
 //! a byte stream decodes to the same frames, arbitrary bytes never panic the decoders, and

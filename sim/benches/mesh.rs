@@ -1,4 +1,4 @@
-//! The simulator's speed target (issue 4, item 9): 50 nodes fully meshed for one virtual hour.
+//! The simulator's speed workload: 50 nodes fully meshed for one virtual hour.
 //!
 //! `machine` runs the `PeerMachine` model, `legacy_baseline` the model of the old node on the
 //! same topology, seed and duration in the same run. The legacy model has no framing, dedup

@@ -1,31 +1,26 @@
-//! A model of the old `timed` node's networking, as its own notes describe it
-//! (`shared/legacy/*.txt`) and DESIGN §1 summarises. Every rule below is a mechanism from
-//! those notes; nothing here aims at a figure. The figures (reconnects, cycle period, pong
-//! success) come out of running these rules on the simulator's network.
+//! A model of the old `timed` node's networking: its connection rules, each one a mechanism
+//! of that node, written down here; nothing here aims at a figure. The figures (reconnects,
+//! cycle period, pong success) come out of running these rules on the simulator's network.
 //!
-//! 1. **Peers keyed by socket address** (notes 004 §1): an outbound peer is `IP:listen_port`,
-//!    an inbound one `IP:ephemeral_port`, so one node shows up twice.
-//! 2. **Both sides dial** (client.rs `maintain_peer_connection`, one loop per configured
-//!    peer) under the "lower IP initiates" rule compared **as strings** (`"10.0.0.10" <
-//!    "10.0.0.9"`): a node skips a peer only if the peer's IP *string* is lower. Equal IPs
+//! 1. **Peers keyed by socket address**: an outbound peer is `IP:listen_port`, an inbound
+//!    one `IP:ephemeral_port`, so one node shows up twice.
+//! 2. **Both sides dial** (one loop per configured peer) under the "lower IP initiates"
+//!    rule compared **as strings** (`"10.0.0.10" < "10.0.0.9"`): a node skips a peer only if the peer's IP *string* is lower. Equal IPs
 //!    (several nodes on one host) do not decide anything, so both sides dial.
-//! 3. **The server's tie-break compares octets** (server.rs accept): an inbound connection
+//! 3. **The server's tie-break compares octets** (on accept): an inbound connection
 //!    from an IP that is numerically higher than ours, while we already hold an established
 //!    outbound connection to that IP, is refused ("already connected"). Equal IPs pass.
-//! 4. **Writers registered by bare IP** (notes 000 Phase 1, 001 step 3): after its handshake,
-//!    every connection, inbound or outbound, registers its writer as `peer_registry[ip]`,
-//!    replacing the previous one. Nothing unregisters a writer when its connection ends;
-//!    sending through a dead writer fails silently.
-//! 5. **Replies go through that registry** (notes 001 "Pong response", 003 "Responds with
-//!    pongs via peer_registry"). The handshake ACK is sent right after registering, by bare
-//!    IP. Pongs and other replies are sent from the message loop with the peer's key in the
-//!    peer list, `IP:ephemeral_port` (DESIGN §1: "replies were also looked up by
-//!    IP:ephemeral-port while writers were registered by bare IP"), which matches no writer:
-//!    the pong is never sent ([`ReplyKey::PeerSocketAddr`], the default). With
+//! 4. **Writers registered by bare IP**: after its handshake, every connection, inbound or
+//!    outbound, registers its writer as `peer_registry[ip]`, replacing the previous one.
+//!    Nothing unregisters a writer when its connection ends; sending through a dead writer
+//!    fails silently.
+//! 5. **Replies go through that registry**. The handshake ACK is sent right after
+//!    registering, by bare IP. Pongs and other replies are sent from the message loop with
+//!    the peer's key in the peer list, `IP:ephemeral_port`, which matches no writer (they
+//!    are registered by bare IP): the pong is never sent ([`ReplyKey::PeerSocketAddr`], the default). With
 //!    [`ReplyKey::BareIp`] the lookup uses the bare IP, and the pong leaves on whichever
 //!    connection to that IP registered last (on one host: often another node's socket).
-//! 6. **Only outbound connections ping** (`PeerConnection::new_outbound` in client.rs): every
-//!    30 s, the first tick at once; each ping not answered by a matching pong on that
+//! 6. **Only outbound connections ping**: every 30 s, the first tick at once; each ping not answered by a matching pong on that
 //!    connection is a missed pong; at a tick with 3 missed pongs the connection is closed
 //!    ("Ping timeout") and the client loop reconnects after its retry sleep (5 s). Pongs
 //!    that arrive on an inbound connection are logged and ignored; inbound connections never
@@ -197,7 +192,7 @@ impl Legacy {
         match info.kind {
             Kind::Hello => {
                 if !outbound && state == State::Handshaking {
-                    // server.rs: register, then send the ACK through the registry.
+                    // The old server: register, then send the ACK through the registry.
                     self.handshake_done(now, conn);
                     self.reply_via_registry(remote.ip(), Kind::Hello, &[1]);
                 } else if outbound && state == State::Handshaking {
@@ -208,7 +203,7 @@ impl Legacy {
                 let mut body = Vec::new();
                 wire::write_varint(info.nonce.unwrap_or(0), &mut body);
                 match self.t.reply_key {
-                    // server.rs answers through `send_to_peer(&ip_str, pong)` where `ip_str`
+                    // The old server answers through `send_to_peer(&ip_str, pong)` where `ip_str`
                     // is the peer's key in its own peer list, `IP:ephemeral_port`; writers are
                     // registered under the bare IP: the lookup never matches.
                     ReplyKey::PeerSocketAddr => self.pongs_dropped += 1,
@@ -321,7 +316,7 @@ impl NodeModel for Legacy {
         if self.stopped {
             return None;
         }
-        // server.rs tie-break, by octets: we should be the initiator and already are.
+        // The old server's tie-break, by octets: we should be the initiator and already are.
         let we_initiate = octets(self.ip) < octets(remote.ip());
         let have_outbound = self
             .conns

@@ -1,4 +1,4 @@
-//! The acceptance figures of issue 4: the legacy node's failures reproduced, the machine
+//! The acceptance figures: the legacy node's failures reproduced, the machine
 //! without them, on the same topology and seed.
 
 use timed_sim::cli::summary_of;

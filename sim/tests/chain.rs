@@ -1,4 +1,4 @@
-//! The chain scenarios of issue 5: sync from zero, a fork across a partition, sync under
+//! The chain scenarios: sync from zero, a fork across a partition, sync under
 //! chaos; the same-tip invariant and the chain figures of the summary.
 
 use timed_core::Store;

@@ -783,19 +783,19 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        match c.push_control(frame, window) {
-            // Nothing queued ahead and room in the window: straight to the transport.
-            Some(frame) => {
-                self.counters.frames_out += 1;
-                self.counters.bytes_out += frame.len() as u64;
-                self.actions.push_back(Action::Send {
-                    conn,
-                    data: frame.into(),
-                });
-                self.check_send_queue(conn);
-            }
-            None => self.flush(conn),
+        if c.can_skip_queue(window) {
+            // Queueing the frame and flushing would hand exactly this frame over at once.
+            c.sent_directly(frame.len());
+            self.counters.frames_out += 1;
+            self.counters.bytes_out += frame.len() as u64;
+            self.actions.push_back(Action::Send {
+                conn,
+                data: Payload::Owned(frame),
+            });
+            return self.check_send_queue(conn);
         }
+        c.push_control(frame);
+        self.flush(conn);
     }
 
     /// Queues an encoded bulk frame (gossip encodes once and shares the bytes everywhere).

@@ -29,21 +29,28 @@ impl Conn {
         self.queued + self.in_transport
     }
 
-    /// A control frame (ping, pong, goodbye-free replies). `Some(frame)`: nothing is queued
-    /// ahead and the window has room, so it goes to the transport at once (already counted
-    /// in flight); `None`: it waits in the control queue.
-    pub fn push_control(&mut self, frame: Vec<u8>, window: usize) -> Option<Vec<u8>> {
-        if self.control.is_empty()
+    /// Whether a control frame can go to the transport at once: nothing queued ahead, room
+    /// in the window, the connection up. Then the caller hands it over and counts it with
+    /// [`sent_directly`](Self::sent_directly); otherwise it [`push_control`](Self::push_control)s.
+    #[inline]
+    pub fn can_skip_queue(&self, window: usize) -> bool {
+        self.control.is_empty()
             && self.bulk.is_empty()
             && self.in_transport < window
             && self.state != ConnState::Dialing
-        {
-            self.in_transport += frame.len();
-            return Some(frame);
-        }
+    }
+
+    /// A frame of `len` bytes went to the transport without queueing.
+    #[inline]
+    pub fn sent_directly(&mut self, len: usize) {
+        self.in_transport += len;
+    }
+
+    /// A control frame (ping, pong), after the control frames queued before it and before
+    /// every bulk frame.
+    pub fn push_control(&mut self, frame: Vec<u8>) {
         self.queued += frame.len();
         self.control.push_back(frame);
-        None
     }
 
     /// A bulk frame (responses, requests, gossip), after every control frame.
@@ -123,14 +130,13 @@ mod tests {
     #[test]
     fn a_control_frame_skips_an_empty_queue_and_waits_behind_a_full_one() {
         let mut c = conn(ConnState::Established);
-        assert_eq!(c.push_control(vec![1; 10], 100), Some(vec![1; 10]));
+        assert!(c.can_skip_queue(100));
+        c.sent_directly(10);
         assert_eq!((c.in_transport, c.queued), (10, 0));
+        assert!(!c.can_skip_queue(10), "window full");
         c.push_bulk(Payload::Owned(vec![2; 10]), false);
-        assert_eq!(
-            c.push_control(vec![3; 10], 100),
-            None,
-            "bulk is queued ahead"
-        );
+        assert!(!c.can_skip_queue(100), "bulk is queued ahead");
+        c.push_control(vec![3; 10]);
         assert_eq!(c.unsent_bytes(), 30);
     }
 
@@ -138,7 +144,7 @@ mod tests {
     fn control_drains_before_bulk_and_only_while_the_window_has_room() {
         let mut c = conn(ConnState::Established);
         c.push_bulk(Payload::Owned(vec![2; 40]), true);
-        c.push_control(vec![1; 40], 50);
+        c.push_control(vec![1; 40]);
         assert_eq!(
             c.next_for_transport(50).map(|p| p[0]),
             Some(1),
@@ -156,7 +162,8 @@ mod tests {
     #[test]
     fn nothing_leaves_before_the_dial_completes() {
         let mut c = conn(ConnState::Dialing);
-        assert_eq!(c.push_control(vec![1; 10], 100), None);
+        assert!(!c.can_skip_queue(100));
+        c.push_control(vec![1; 10]);
         assert_eq!(c.next_for_transport(100), None);
         c.state = ConnState::Handshaking;
         assert_eq!(c.next_for_transport(100).map(|p| p.len()), Some(10));

@@ -2,7 +2,7 @@
 //! for pings and pongs, the nonce.
 //!
 //! A frame is a `u32` little-endian payload length, then the payload: a varint message kind
-//! and the postcard body (DESIGN §4). Ping and Pong bodies are one varint `u64` nonce. The
+//! and the postcard body (the core's wire format). Ping and Pong bodies are one varint `u64` nonce. The
 //! legacy model uses the same framing (its messages differ, the kinds of Hello/Ping/Pong are
 //! the same), so filters and the ping/pong observer work on both models. Anything that does
 //! not parse is passed through and reported as [`Kind::Other`].

@@ -92,7 +92,7 @@ pub(super) fn mesh(opts: &Options, seed: u64) -> Scenario {
     // Distinct hosts over a WAN: a write of a few dozen bytes arrives in one segment. Random
     // sub-segment splits are a framing stress, applied where it is the point (seed-3node,
     // the fault scenarios); here they would only add events to the workload this scenario
-    // measures (issue 4's speed target).
+    // measures (the speed workload).
     s.net.split_prob = 0.0;
     // Queries cost a lot at 10,000 nodes and add nothing to the ping workload there.
     s.query_every = (n <= 100).then_some(5 * MIN);
