@@ -4,7 +4,7 @@
 use crate::chain::BlockHash;
 use crate::id::{ConnId, NodeId};
 use crate::machine::io::Direction;
-use crate::machine::query::OutReq;
+use crate::machine::requests::OutRequests;
 use crate::protocol::{ProtocolAd, ProtocolId, TopicAd, TopicId};
 use crate::time::{Duration, Instant};
 use crate::wire::FrameDecoder;
@@ -15,9 +15,6 @@ use core::net::SocketAddr;
 
 /// Pings remembered per connection for RTT; an older outstanding ping's pong is ignored.
 pub(crate) const PING_SLOTS: usize = 4;
-/// Timed-out request ids remembered per connection, so a late response is dropped quietly
-/// instead of being treated as unsolicited.
-pub(crate) const EXPIRED_SLOTS: usize = 64;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum ConnState {
@@ -132,14 +129,12 @@ pub(crate) struct Conn {
     pub addr: SocketAddr,
     pub remote: Option<Remote>,
     pub established_at: Instant,
-    pub next_req_id: u64,
-    pub out_reqs: BTreeMap<u64, OutReq>,
+    /// Our requests in flight on this connection.
+    pub out_reqs: OutRequests,
     /// The peer's requests on application protocols, waiting for the application's answer.
     pub in_reqs: BTreeMap<u64, InReq>,
     /// Gossip allowances, one per topic the peer has sent on.
     pub buckets: Vec<Bucket>,
-    pub expired: [u64; EXPIRED_SLOTS],
-    pub expired_slot: usize,
 }
 
 #[derive(Debug)]
@@ -191,12 +186,9 @@ impl Conn {
             pings_received: 0,
             rtt: None,
             probe: None,
-            next_req_id: 1,
-            out_reqs: BTreeMap::new(),
+            out_reqs: OutRequests::default(),
             in_reqs: BTreeMap::new(),
             buckets: Vec::new(),
-            expired: [0; EXPIRED_SLOTS],
-            expired_slot: 0,
         }
     }
 
@@ -243,15 +235,6 @@ impl Conn {
     /// Whether the peer pinged us within `window` before `now`.
     pub fn pinged_within(&self, now: Instant, window: Duration) -> bool {
         self.peer_pings && now.saturating_since(self.last_ping_in) < window
-    }
-
-    pub fn remember_expired(&mut self, id: u64) {
-        self.expired[self.expired_slot] = id;
-        self.expired_slot = (self.expired_slot + 1) % EXPIRED_SLOTS;
-    }
-
-    pub fn was_expired(&self, id: u64) -> bool {
-        id != 0 && self.expired.contains(&id)
     }
 
     /// Takes one message from the peer's allowance on `topic`; false when it is spent.

@@ -258,7 +258,7 @@ impl<S: Store> PeerMachine<S> {
         }
         let mut reqs = Vec::new();
         if let Some(c) = self.conns.get_mut(&conn) {
-            for (id, req) in core::mem::take(&mut c.out_reqs) {
+            for (id, req) in c.out_reqs.take_all() {
                 self.timers.cancel(Timer::Request(conn, id));
                 reqs.push(req);
             }

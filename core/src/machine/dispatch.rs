@@ -218,7 +218,7 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        match c.out_reqs.remove(&id) {
+        match c.out_reqs.take(id) {
             Some(req) => {
                 self.timers.cancel(super::timer::Timer::Request(conn, id));
                 let bytes = result.map_or(0, <[u8]>::len);
@@ -228,7 +228,7 @@ impl<S: Store> PeerMachine<S> {
                     Err(r) => self.end_request(now, conn, req, QueryError::Refused(r)),
                 }
             }
-            None if c.was_expired(id) => {}
+            None if c.out_reqs.was_expired(id) => {}
             None => self.misbehave(
                 now,
                 conn,

@@ -21,6 +21,7 @@ mod mempool;
 mod produce;
 mod query;
 mod relay;
+mod requests;
 mod send_queue;
 mod serve;
 mod status;

@@ -126,18 +126,12 @@ impl<S: Store> PeerMachine<S> {
         if len > (spec.max_request_bytes as usize).min(ad.max_request_bytes as usize) {
             return Err(QueryError::TooLarge);
         }
-        let in_flight = c
-            .out_reqs
-            .values()
-            .filter(|r| r.protocol == protocol)
-            .count();
+        let in_flight = c.out_reqs.on(protocol);
         let max_out = usize::from(spec.max_outbound_in_flight).min(usize::from(ad.max_in_flight));
         if in_flight >= max_out || c.out_reqs.len() >= self.cfg.max_requests_in_flight {
             return Err(QueryError::TooManyInFlight);
         }
-        let id = c.next_req_id;
-        c.next_req_id += 1;
-        Ok((id, spec.timeout))
+        Ok((c.out_reqs.next_id(), spec.timeout))
     }
 
     /// Ends a request that will get no response.
@@ -285,10 +279,9 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let Some(req) = c.out_reqs.remove(&id) else {
+        let Some(req) = c.out_reqs.expire(id) else {
             return;
         };
-        c.remember_expired(id);
         self.end_request(now, conn, req, QueryError::Timeout);
     }
 
@@ -299,7 +292,7 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&from) else {
             return;
         };
-        let reqs = core::mem::take(&mut c.out_reqs);
+        let reqs = c.out_reqs.take_all();
         for (id, req) in reqs {
             self.timers.cancel(Timer::Request(from, id));
             self.resend(now, from, to, req);
@@ -334,7 +327,7 @@ impl<S: Store> PeerMachine<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let reqs = core::mem::take(&mut c.out_reqs);
+        let reqs = c.out_reqs.take_all();
         for (id, req) in reqs {
             self.timers.cancel(Timer::Request(conn, id));
             self.end_request(now, conn, req, err);
