@@ -36,7 +36,9 @@ impl<S: Store> PeerMachine<S> {
         let lo = tip
             .saturating_sub(self.cfg.max_reorg_depth)
             .max(self.cfg.rules.final_height(&tip_view).min(tip));
-        self.chain.in_flight.clear();
+        // Range sync waits while a fork search runs; the ranges it had out no longer count as
+        // in flight (an answer that still comes is held like any other).
+        self.chain.ranges.forget_ranges();
         self.chain.fork = Some(Fork {
             node,
             lo,
@@ -94,7 +96,7 @@ impl<S: Store> PeerMachine<S> {
         if height == fork.lo && !common {
             // Not even the floor is shared: deeper than we reorg. Ignore this peer's chain.
             self.chain.fork = None;
-            self.chain.peer_best.remove(&node);
+            self.chain.ranges.forget(node);
             return;
         }
         if common {
@@ -150,7 +152,7 @@ impl<S: Store> PeerMachine<S> {
             {
                 // The branch ended without beating our chain: keep ours (ties keep ours).
                 self.chain.fork = None;
-                self.chain.peer_best.remove(&node);
+                self.chain.ranges.forget(node);
                 return self.drive_sync(now);
             }
             let next = branch_tip + 1;
@@ -196,8 +198,7 @@ impl<S: Store> PeerMachine<S> {
         }
         // The abandoned blocks' transactions are not returned to the mempool: which of them
         // are still valid is a question for the application's rules, not the core's.
-        self.chain.pending.clear();
-        self.chain.in_flight.clear();
+        self.chain.ranges.reset_ranges();
         self.commit(now, Some(fork.lo), fork.branch, Some(node), true);
         self.drive_sync(now);
     }

@@ -20,6 +20,7 @@ mod io;
 mod mempool;
 mod produce;
 mod query;
+mod range_sync;
 mod relay;
 mod requests;
 mod send_queue;

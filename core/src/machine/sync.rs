@@ -16,6 +16,7 @@ use super::fork::Fork;
 use super::io::{Action, Direction, Misbehaviour, NodeEvent, QueryError};
 use super::mempool::Mempool;
 use super::query::{ChainReq, Origin};
+use super::range_sync::RangeSync;
 use super::timer::Timer;
 use super::PeerMachine;
 use super::MAX_ADDRS_PER_RESPONSE;
@@ -25,7 +26,6 @@ use crate::protocol::builtin;
 use crate::store::{Store, StoreOp};
 use crate::time::{Duration, Instant};
 use crate::wire::{RequestBody, ResponseBody};
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -37,27 +37,16 @@ const STALL_PENALTY: Duration = Duration::from_secs(60);
 const SEEN_MAX: usize = 16_384;
 
 #[derive(Debug)]
-pub(super) struct InFlight {
-    count: u64,
-}
-
-#[derive(Debug)]
 pub(crate) struct ChainState {
     pub(super) tip: (u64, BlockHash),
     pub(super) tip_header: Option<Header>,
-    /// Best height and hash each peer has shown us.
-    pub(super) peer_best: BTreeMap<NodeId, (u64, BlockHash)>,
-    pub(super) stalled_until: BTreeMap<NodeId, Instant>,
-    pub(super) in_flight: BTreeMap<u64, InFlight>,
-    /// Blocks received ahead of our tip, waiting for the gap to fill. Bounded by what is
-    /// requested: `sync_parallel × sync_batch`.
-    pub(super) pending: BTreeMap<u64, (NodeId, Block)>,
+    /// Range sync: peers' tips, stalls, ranges requested, blocks held.
+    pub(super) ranges: RangeSync,
     pub(super) fork: Option<Fork>,
     pub(super) seen_blocks: Seen<BlockHash>,
     pub(super) seen_txs: Seen<TxId>,
     pub(super) mempool: Mempool,
     pub(super) book: AddrBook,
-    pub(super) rr: u64,
 }
 
 impl ChainState {
@@ -65,16 +54,12 @@ impl ChainState {
         ChainState {
             tip: Default::default(),
             tip_header: None,
-            peer_best: BTreeMap::new(),
-            stalled_until: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            pending: BTreeMap::new(),
+            ranges: RangeSync::default(),
             fork: None,
             seen_blocks: Seen::new(SEEN_MAX),
             seen_txs: Seen::new(SEEN_MAX),
             mempool: Mempool::new(cfg.mempool_max, cfg.mempool_max_bytes),
             book: AddrBook::new(cfg.addr_book_max),
-            rr: 0,
         }
     }
 }
@@ -129,7 +114,7 @@ impl<S: Store> PeerMachine<S> {
     }
 
     pub(crate) fn sync_target(&self) -> Option<u64> {
-        let best = self.chain.peer_best.values().map(|(h, _)| *h).max()?;
+        let best = self.chain.ranges.best_height()?;
         (best > self.chain.tip.0).then_some(best)
     }
 
@@ -141,9 +126,7 @@ impl<S: Store> PeerMachine<S> {
         };
         let listen = c.listen_addr();
         if let Some(r) = &c.remote {
-            self.chain
-                .peer_best
-                .insert(node, (r.best_height, r.best_hash));
+            self.chain.ranges.set_best(node, r.best_height, r.best_hash);
         }
         let dialed = c.dir == Direction::Outbound;
         if let Some(addr) = listen {
@@ -186,7 +169,7 @@ impl<S: Store> PeerMachine<S> {
     }
 
     pub(crate) fn chain_peer_down(&mut self, now: Instant, node: NodeId) {
-        self.chain.peer_best.remove(&node);
+        self.chain.ranges.forget(node);
         if self.chain.fork.as_ref().is_some_and(|f| f.node == node) {
             self.chain.fork = None;
         }
@@ -218,20 +201,16 @@ impl<S: Store> PeerMachine<S> {
         };
         match (req, body) {
             (ChainReq::Range { from }, ResponseBody::Blocks(blocks)) => {
-                self.chain.in_flight.remove(&from);
+                self.chain.ranges.range_done(from);
                 if !self.check_range_shape(now, conn, from, &asked, &blocks) {
                     return;
                 }
                 if blocks.is_empty() {
                     // The peer no longer has what it claimed (it reorged, or it lied): believe
                     // its silence, not its claim.
-                    if let Some(b) = self.chain.peer_best.get_mut(&node) {
-                        b.0 = b.0.min(from.saturating_sub(1));
-                    }
+                    self.chain.ranges.lower_best(node, from.saturating_sub(1));
                 } else {
-                    for b in blocks {
-                        self.chain.pending.insert(b.header.height, (node, b));
-                    }
+                    self.chain.ranges.buffer(node, blocks);
                     self.apply_pending(now);
                 }
                 self.drive_sync(now);
@@ -303,11 +282,9 @@ impl<S: Store> PeerMachine<S> {
         let node = self.conns.get(&conn).and_then(|c| c.node_id());
         match req {
             ChainReq::Range { from } => {
-                self.chain.in_flight.remove(&from);
-                if err == QueryError::Timeout {
-                    if let Some(n) = node {
-                        self.chain.stalled_until.insert(n, now + STALL_PENALTY);
-                    }
+                self.chain.ranges.range_done(from);
+                if let (Some(n), QueryError::Timeout) = (node, err) {
+                    self.chain.ranges.stall(n, now + STALL_PENALTY);
                 }
                 if !self.stopped {
                     self.drive_sync(now);
@@ -316,7 +293,7 @@ impl<S: Store> PeerMachine<S> {
             ChainReq::ForkProbe { .. } | ChainReq::Branch { .. } => {
                 self.chain.fork = None;
                 if let (Some(n), QueryError::Timeout) = (node, err) {
-                    self.chain.stalled_until.insert(n, now + STALL_PENALTY);
+                    self.chain.ranges.stall(n, now + STALL_PENALTY);
                 }
                 if !self.stopped {
                     self.drive_sync(now);
@@ -327,26 +304,20 @@ impl<S: Store> PeerMachine<S> {
     }
 
     pub(super) fn note_peer_best(&mut self, node: NodeId, height: u64, hash: BlockHash) {
-        let e = self.chain.peer_best.entry(node).or_insert((height, hash));
-        if height >= e.0 {
-            *e = (height, hash);
-        }
+        self.chain.ranges.note_best(node, height, hash);
     }
 
     // ---- sync -----------------------------------------------------------------------------
 
     pub(crate) fn sync_tick(&mut self, now: Instant) {
-        self.chain.stalled_until.retain(|_, until| *until > now);
+        self.chain.ranges.prune_stalls(now);
         self.drive_sync(now);
     }
 
     /// Whether sync has anything left to do: a peer ahead of us, ranges requested or
     /// received ahead of the tip, or a fork being resolved.
     pub(super) fn sync_busy(&self) -> bool {
-        self.sync_target().is_some()
-            || !self.chain.in_flight.is_empty()
-            || !self.chain.pending.is_empty()
-            || self.chain.fork.is_some()
+        self.sync_target().is_some() || self.chain.ranges.busy() || self.chain.fork.is_some()
     }
 
     /// Keeps the sync tick armed exactly while there is sync work. The tick is the safety
@@ -360,7 +331,7 @@ impl<S: Store> PeerMachine<S> {
             }
         } else {
             self.timers.cancel(Timer::Sync);
-            self.chain.stalled_until.retain(|_, until| *until > now);
+            self.chain.ranges.prune_stalls(now);
         }
     }
 
@@ -377,32 +348,23 @@ impl<S: Store> PeerMachine<S> {
     /// fork point with it instead. With the default rules a tie keeps ours and this does
     /// nothing.
     pub(super) fn contest_equal_tip(&mut self, now: Instant) {
-        if self.stopped
-            || self.chain.fork.is_some()
-            || !self.chain.in_flight.is_empty()
-            || !self.chain.pending.is_empty()
-        {
+        if self.stopped || self.chain.fork.is_some() || self.chain.ranges.busy() {
             return;
         }
         let ours = ChainTip {
             height: self.chain.tip.0,
             hash: self.chain.tip.1,
         };
-        let rules = self.cfg.rules.clone();
-        let contender = self.chain.peer_best.iter().find(|(n, (h, hash))| {
-            *h == ours.height
-                && *hash != ours.hash
-                && self.peers.contains_key(n)
-                && self.chain.stalled_until.get(n).is_none_or(|u| *u <= now)
-                && rules.prefer(
-                    &ours,
-                    &ChainTip {
-                        height: *h,
-                        hash: *hash,
-                    },
-                )
-        });
-        if let Some((&node, _)) = contender {
+        let rules = &self.cfg.rules;
+        let peers = &self.peers;
+        let contender = self.chain.ranges.contender(
+            now,
+            ours.height,
+            ours.hash,
+            |n| peers.contains_key(n),
+            |height, hash| rules.prefer(&ours, &ChainTip { height, hash }),
+        );
+        if let Some(node) = contender {
             self.start_fork_search(now, node);
         }
     }
@@ -413,20 +375,9 @@ impl<S: Store> PeerMachine<S> {
         }
         let batch = self.cfg.sync_batch as u64;
         let mut next = self.chain.tip.0 + 1;
-        while self.chain.in_flight.len() < self.cfg.sync_parallel {
-            // The lowest height neither applied, pending, nor requested.
-            while let Some(f) = self
-                .chain
-                .in_flight
-                .range(..=next)
-                .next_back()
-                .filter(|(f, r)| **f + r.count > next)
-            {
-                next = *f.0 + f.1.count;
-            }
-            while self.chain.pending.contains_key(&next) {
-                next += 1;
-            }
+        while self.chain.ranges.ranges_in_flight() < self.cfg.sync_parallel {
+            // The lowest height neither applied, held, nor requested.
+            next = self.chain.ranges.next_gap(next);
             if next > self.chain.tip.0 + batch * self.cfg.sync_parallel as u64 {
                 break; // far enough ahead: bounded pending
             }
@@ -447,26 +398,17 @@ impl<S: Store> PeerMachine<S> {
             {
                 break;
             }
-            self.chain.in_flight.insert(next, InFlight { count });
+            self.chain.ranges.requested(next, count);
             next += count;
         }
     }
 
     /// A peer that has `height`, preferring peers not recently stalled, rotating among them.
     pub(super) fn pick_sync_peer(&mut self, now: Instant, height: u64) -> Option<(NodeId, u64)> {
-        let candidates: Vec<(NodeId, u64)> = self
-            .chain
-            .peer_best
-            .iter()
-            .filter(|(n, (h, _))| *h >= height && self.peers.contains_key(n))
-            .filter(|(n, _)| self.chain.stalled_until.get(n).is_none_or(|u| *u <= now))
-            .map(|(n, (h, _))| (*n, *h))
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        self.chain.rr = self.chain.rr.wrapping_add(1);
-        Some(candidates[(self.chain.rr % candidates.len() as u64) as usize])
+        let peers = &self.peers;
+        self.chain
+            .ranges
+            .pick_peer(now, height, |n| peers.contains_key(n))
     }
 
     /// Applies pending blocks that extend the tip, one store transaction per batch.
@@ -481,7 +423,7 @@ impl<S: Store> PeerMachine<S> {
             limits: &self.cfg.limits,
             wall_secs: wall,
         };
-        while let Some((node, block)) = self.chain.pending.remove(&(parent.height + 1)) {
+        while let Some((node, block)) = self.chain.ranges.take_pending(parent.height + 1) {
             match rules.check_block(&block, &parent, &ctx) {
                 Ok(()) => {
                     parent = block.header.clone();
@@ -489,12 +431,12 @@ impl<S: Store> PeerMachine<S> {
                 }
                 Err(crate::chain::BlockError::Unlinked) if batch.is_empty() => {
                     // The peer's chain diverges from ours below this height: find where.
-                    self.chain.pending.clear();
+                    self.chain.ranges.clear_pending();
                     self.start_fork_search(now, node);
                     break;
                 }
                 Err(e) => {
-                    self.chain.pending.retain(|_, (n, _)| *n != node);
+                    self.chain.ranges.drop_from(node);
                     if let Some(&conn) = self.peers.get(&node) {
                         self.misbehave(
                             now,
