@@ -168,17 +168,7 @@ where
     S: Store + Send + 'static,
 {
     config.validate()?;
-    let listener = match opts.listen {
-        Some(addr) => Some(
-            rt.bind(addr)
-                .map_err(|source| StartError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
-    let local_addr = listener.as_ref().and_then(|l| rt.local_addr(l).ok());
-    if matches!(config.listen_port, None | Some(0)) {
-        config.listen_port = local_addr.map(|a| a.port());
-    }
+    let (listener, local_addr) = listen(&rt, &opts, &mut config)?;
     let clock = Clock::start(R::now);
     if config.unix_time_at_zero.is_none() {
         config.unix_time_at_zero = unix_time_now();
@@ -220,4 +210,25 @@ where
         task: Some(exit),
     };
     Ok((node, Events::new(first)))
+}
+
+/// Binds the listener if `opts` asks for one, and advertises its port in `config` unless a
+/// port is set there already.
+fn listen<R: Runtime>(
+    rt: &R,
+    opts: &RuntimeOptions,
+    config: &mut Config,
+) -> Result<(Option<R::Listener>, Option<SocketAddr>), StartError> {
+    let listener = match opts.listen {
+        Some(addr) => Some(
+            rt.bind(addr)
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let local_addr = listener.as_ref().and_then(|l| rt.local_addr(l).ok());
+    if matches!(config.listen_port, None | Some(0)) {
+        config.listen_port = local_addr.map(|a| a.port());
+    }
+    Ok((listener, local_addr))
 }

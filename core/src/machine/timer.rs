@@ -263,65 +263,72 @@ fn conn_timer(conn: ConnId, slot: usize) -> Timer {
 
 impl TimerTable {
     pub fn set(&mut self, timer: Timer, at: Instant) {
-        let gen = self.gen + 1;
         match conn_slot(timer) {
-            Some((conn, i)) => {
-                let slots = self.per_conn.get_or_insert_with(conn, || [UNARMED; 4]);
-                let old = slots[i];
-                if old.1 != 0 && old.0 == at {
-                    // Same deadline: the live heap entry stays valid.
+            Some((conn, i)) => self.set_conn(conn, i, at),
+            None => self.set_other(timer, at),
+        }
+    }
+
+    /// Arms slot `i` of `conn`'s four timers.
+    fn set_conn(&mut self, conn: ConnId, i: usize, at: Instant) {
+        let gen = self.gen + 1;
+        let slots = self.per_conn.get_or_insert_with(conn, || [UNARMED; 4]);
+        let old = slots[i];
+        if old.1 != 0 && old.0 == at {
+            // Same deadline: the live heap entry stays valid.
+            return;
+        }
+        slots[i] = (at, gen);
+        self.gen = gen;
+        let slot = i as u8;
+        self.conn_heap.push(ConnEntry {
+            at,
+            slot,
+            conn,
+            gen,
+        });
+        if old.1 == 0 {
+            self.conn_heap.armed += 1;
+        } else {
+            self.conn_invalidated(ConnEntry {
+                at: old.0,
+                slot,
+                conn,
+                gen: old.1,
+            });
+        }
+        self.conn_heap.changed();
+    }
+
+    /// Arms a timer that is not one connection's four.
+    fn set_other(&mut self, timer: Timer, at: Instant) {
+        let gen = self.gen + 1;
+        let old = match self.other.entry(timer) {
+            btree_map::Entry::Occupied(mut e) => {
+                let old = *e.get();
+                if old.0 == at {
                     return;
                 }
-                slots[i] = (at, gen);
-                self.gen = gen;
-                let slot = i as u8;
-                self.conn_heap.push(ConnEntry {
-                    at,
-                    slot,
-                    conn,
-                    gen,
-                });
-                if old.1 == 0 {
-                    self.conn_heap.armed += 1;
-                } else {
-                    self.conn_invalidated(ConnEntry {
-                        at: old.0,
-                        slot,
-                        conn,
-                        gen: old.1,
-                    });
-                }
-                self.conn_heap.changed();
+                e.insert((at, gen));
+                old
             }
-            None => {
-                let old = match self.other.entry(timer) {
-                    btree_map::Entry::Occupied(mut e) => {
-                        let old = *e.get();
-                        if old.0 == at {
-                            return;
-                        }
-                        e.insert((at, gen));
-                        old
-                    }
-                    btree_map::Entry::Vacant(e) => {
-                        e.insert((at, gen));
-                        UNARMED
-                    }
-                };
-                self.gen = gen;
-                self.other_heap.push(Entry { at, timer, gen });
-                if old.1 == 0 {
-                    self.other_heap.armed += 1;
-                } else {
-                    self.other_invalidated(Entry {
-                        at: old.0,
-                        timer,
-                        gen: old.1,
-                    });
-                }
-                self.other_heap.changed();
+            btree_map::Entry::Vacant(e) => {
+                e.insert((at, gen));
+                UNARMED
             }
+        };
+        self.gen = gen;
+        self.other_heap.push(Entry { at, timer, gen });
+        if old.1 == 0 {
+            self.other_heap.armed += 1;
+        } else {
+            self.other_invalidated(Entry {
+                at: old.0,
+                timer,
+                gen: old.1,
+            });
         }
+        self.other_heap.changed();
     }
 
     pub fn cancel(&mut self, timer: Timer) {
