@@ -890,8 +890,15 @@ impl<S: Store> PeerMachine<S> {
             return; // already being forgotten (re-entered through a request's end)
         }
         c.closing = true;
-        let (dir, addr, state, node, lived) =
-            (c.dir, c.addr, c.state, c.node_id(), now - c.established_at);
+        let gone = dial::GoneConn {
+            conn,
+            dir: c.dir,
+            addr: c.addr,
+            node: c.node_id(),
+            state: c.state,
+            lived: now - c.established_at,
+        };
+        let (addr, state, node) = (gone.addr, gone.state, gone.node);
         self.counters.conns_closed.bump(reason.into());
 
         // A takeover may be waiting on this connection's fate: it just died, so the newcomer wins.
@@ -929,23 +936,20 @@ impl<S: Store> PeerMachine<S> {
         self.fail_requests(now, conn, QueryError::PeerGone);
         self.timers.cancel_conn(conn);
         self.conns.remove(&conn);
-        if dir == Direction::Inbound {
-            if let Some(n) = self.inbound_per_ip.get_mut(&addr.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    self.inbound_per_ip.remove(&addr.ip());
-                }
+        if gone.dir == Direction::Inbound {
+            self.release_inbound_slot(addr.ip());
+        }
+        self.after_conn_closed(now, &gone);
+    }
+
+    /// An inbound connection from `ip` is gone: one less against `max_inbound_per_ip`.
+    fn release_inbound_slot(&mut self, ip: core::net::IpAddr) {
+        if let Some(n) = self.inbound_per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.inbound_per_ip.remove(&ip);
             }
         }
-        let gone = dial::GoneConn {
-            conn,
-            dir,
-            addr,
-            node,
-            state,
-            lived,
-        };
-        self.after_conn_closed(now, &gone);
     }
 
     fn remember_peer(&mut self, node: NodeId) -> bool {
